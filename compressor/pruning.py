@@ -1,0 +1,194 @@
+"""Unstructured pruning: set the least important individual weights to exactly zero.
+
+A weight's importance is a score from a criterion (a small strategy object). Per layer, the
+k = round(amount · numel) lowest-scoring weights become zero; with global scope one ranking runs over
+all selected layers at once, so layers with many unimportant weights lose more of them. The layer
+shapes stay the same (pruned weights are exact zeros, see `state.py`); the model gets smaller once
+stored sparsely, not faster. For layers that really shrink, see `structured.py`.
+
+Weights that are already zero count as pruned, so masks only grow: pruning twice with amount 0.5
+leaves sparsity 0.5, not 0.75 (the result is max(existing sparsity, amount)). Quantization
+metadata (`weight_quant`) stays valid: kept weights are untouched and an exact zero is either on the
+uniform grid or stored by the sparse mask (see `WeightQuant`).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressor.data import Split
+from compressor.layers import eligible_layers, per_layer_settings, select_layers
+from compressor.validation import check_choice, check_fraction, check_int
+
+MAX_AMOUNT = 0.99  # keep some weights: an all-zero layer outputs a constant (global scope, like torch, can still)
+SCOPES = ("layer", "global")
+OVERRIDE_KEYS = ("amount", "criterion")
+
+
+class Importance(Protocol):
+    """A pruning criterion: one score per weight, higher means more important."""
+
+    def scores(self, model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]: ...
+
+
+class MagnitudeImportance:
+    """|w|: small weights change the output least when removed (Han et al., 2015)."""
+
+    def scores(self, model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+        return {name: layer.weight.detach().abs() for name, layer in layers.items()}
+
+
+class TaylorImportance:
+    """|w · ∂L/∂w|: first-order Taylor estimate of how much the loss changes when w is set to 0.
+
+    L(w = 0) − L(w) ≈ −w · ∂L/∂w (Molchanov et al., 2017/2019); L is the mean cross-entropy over `data`,
+    with the model's own predictions as labels when `data.y` is None.
+    """
+
+    def __init__(self, data: Split | None, batch_size: int = 256) -> None:
+        if data is None:
+            raise ValueError("criterion='taylor' needs data (a compressor.data.Split, labels optional); got none")
+        if not isinstance(data, Split):
+            raise ValueError(f"data must be a compressor.data.Split, got {type(data).__name__}")
+        self.data = data
+        self.batch_size = check_int("batch_size", batch_size, 1)
+
+    def scores(self, model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+        weights = {name: layer.weight for name, layer in layers.items()}
+        grads = loss_gradients(model, weights, self.data, self.batch_size)
+        return {name: (w.detach() * grads[name]).abs() for name, w in weights.items()}
+
+
+class RandomImportance:
+    """Uniform random scores from a seeded generator: the baseline any real criterion must beat."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = check_int("seed", seed, 0)
+
+    def scores(self, model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.seed)
+        return {name: torch.rand(layer.weight.shape, generator=generator) for name, layer in layers.items()}
+
+
+CRITERIA: dict[str, Callable[[Split | None, int], Importance]] = {  # name -> factory(data, seed)
+    "magnitude": lambda data, seed: MagnitudeImportance(),
+    "taylor": lambda data, seed: TaylorImportance(data),
+    "random": lambda data, seed: RandomImportance(seed),
+}
+
+
+def loss_gradients(
+    model: nn.Module, weights: Mapping[str, nn.Parameter], data: Split, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
+    """∂L/∂w for each weight, L = mean cross-entropy over all of `data`, accumulated batch by batch."""
+    grads = {name: torch.zeros_like(w) for name, w in weights.items()}
+    flags = {name: w.requires_grad for name, w in weights.items()}
+    for w in weights.values():
+        w.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            for start in range(0, len(data), batch_size):
+                logits = model(data.X[start : start + batch_size])  # (B, classes)
+                labels = logits.argmax(dim=1) if data.y is None else data.y[start : start + batch_size].long()
+                loss = F.cross_entropy(logits, labels, reduction="sum") / len(data)
+                for name, grad in zip(grads, torch.autograd.grad(loss, list(weights.values()))):
+                    grads[name] += grad
+    finally:
+        for name, w in weights.items():
+            w.requires_grad_(flags[name])
+    return grads
+
+
+def layer_mask(scores: torch.Tensor, amount: float) -> torch.Tensor:
+    """Keep-mask (True = keep) that drops the round(amount · numel) lowest scores, as torch's l1_unstructured.
+
+    torch.topk is fastest for small k, so we select whichever side is smaller: the k lowest to drop or the
+    numel − k highest to keep (the same mask unless scores tie exactly at the cut-off).
+    """
+    flat = scores.reshape(-1)  # (numel,)
+    n_pruned = round(amount * flat.numel())
+    n_kept = flat.numel() - n_pruned
+    if n_pruned <= n_kept:
+        mask = torch.ones_like(flat, dtype=torch.bool)
+        mask[torch.topk(flat, n_pruned, largest=False).indices] = False
+    else:
+        mask = torch.zeros_like(flat, dtype=torch.bool)
+        mask[torch.topk(flat, n_kept, largest=True).indices] = True
+    return mask.view(scores.shape)
+
+
+def global_masks(scores: Mapping[str, torch.Tensor], amount: float) -> dict[str, torch.Tensor]:
+    """Keep-masks from one ranking over all layers' scores, as torch's global_unstructured."""
+    if not scores:
+        return {}
+    flat = layer_mask(torch.cat([s.reshape(-1) for s in scores.values()]), amount)  # (total,)
+    parts = flat.split([s.numel() for s in scores.values()])
+    return {name: part.view(s.shape) for (name, s), part in zip(scores.items(), parts)}
+
+
+def prune(
+    model: nn.Module,
+    amount: float,
+    criterion: str = "magnitude",
+    scope: str = "layer",
+    layers: Sequence[str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    data: Split | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """A copy of `model` whose lowest-importance weights are exact zeros (biases untouched).
+
+    scope="layer": every selected layer loses round(amount · numel) weights, its own lowest scores.
+    scope="global": one ranking across all selected layers; round(amount · total) weights go in all, so a
+    layer of small weights can lose far more than `amount` (even all of them, as with torch's global_unstructured).
+    overrides={glob: {"amount": a, "criterion": c}} give layers their own settings; with global scope a
+    layer with an override is pruned layer-wise at its own amount, the others share the global ranking.
+    Already-zero weights score lowest, so the sparsity of each layer becomes max(existing, amount).
+    """
+    amount = check_fraction("amount", amount, 0, MAX_AMOUNT)
+    check_choice("criterion", criterion, CRITERIA)
+    check_choice("scope", scope, SCOPES)
+    check_int("seed", seed, 0)
+    new = copy.deepcopy(model).eval()
+    selected = select_layers(new, layers)
+    defaults = {"amount": amount, "criterion": criterion}
+    settings = per_layer_settings(list(selected), defaults, overrides, OVERRIDE_KEYS)
+    for name, values in settings.items():
+        check_fraction(f"amount for layer {name!r}", values["amount"], 0, MAX_AMOUNT)
+        check_choice(f"criterion for layer {name!r}", values["criterion"], CRITERIA)
+
+    scores = _scores(new, selected, settings, data, seed)
+    shared = [n for n in selected if scope == "global" and not any(fnmatchcase(n, p) for p in overrides or {})]
+    keep = global_masks({n: scores[n] for n in shared}, amount)
+    keep.update({n: layer_mask(scores[n], settings[n]["amount"]) for n in selected if n not in keep})
+    with torch.no_grad():
+        for name, kept in keep.items():
+            selected[name].weight.masked_fill_(~kept, 0.0)  # +0.0 exactly
+    return new
+
+
+def _scores(
+    model: nn.Module, layers: Mapping[str, nn.Module], settings: Mapping[str, dict], data: Split | None, seed: int
+) -> dict[str, torch.Tensor]:
+    """Every selected layer's scores from its own criterion; already-zero weights score -inf (stay pruned)."""
+    scores: dict[str, torch.Tensor] = {}
+    for criterion in dict.fromkeys(s["criterion"] for s in settings.values()):
+        names = [n for n in layers if settings[n]["criterion"] == criterion]
+        scores.update(CRITERIA[criterion](data, seed).scores(model, {n: layers[n] for n in names}))
+    return {n: scores[n].masked_fill(layers[n].weight.detach() == 0, float("-inf")) for n in layers}
+
+
+def sparsity(model: nn.Module) -> dict[str, float]:
+    """Fraction of exactly-zero weights in each eligible layer."""
+    return {name: (layer.weight == 0).float().mean().item() for name, layer in eligible_layers(model).items()}
+
+
+def masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Keep-mask (weight != 0) of each eligible layer: the representation of pruning (see `state.py`)."""
+    return {name: layer.weight.detach() != 0 for name, layer in eligible_layers(model).items()}
