@@ -1,0 +1,75 @@
+"""`compress(model, recipe, data)`: run a recipe's steps in order, each on a fresh copy."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator
+
+from torch import nn
+
+from compressor.data import DataSplits
+from compressor.low_rank import low_rank
+from compressor.pruning import prune
+from compressor.quantization import quantize
+from compressor.recipe import LowRank, Prune, Quantize, Recipe, Step
+from compressor.structured import prune_channels
+
+RecipeLike = Recipe | Step | Iterable[Step]
+
+
+def as_recipe(recipe: RecipeLike) -> Recipe:
+    """Accept a Recipe, a single step or a list of steps."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, Step):
+        return Recipe((recipe,))
+    return Recipe(tuple(recipe))
+
+
+def _calibration(step: Step, data: DataSplits | None):
+    return None if data is None else data.calibration
+
+
+def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.Module:
+    common = dict(amount=step.amount, criterion=step.criterion, scope=step.scope, layers=step.layers,
+                  overrides=step.overrides, data=_calibration(step, data))
+    if not step.structured:
+        return prune(model, **common)
+    if data is None:
+        raise ValueError("structured pruning needs an example input to trace layer shapes; pass data")
+    return prune_channels(model, example_input=data.example_input, norm=step.norm, **common)
+
+
+def _apply_quantize(model: nn.Module, step: Quantize, data: DataSplits | None) -> nn.Module:
+    return quantize(model, **step.settings(), layers=step.layers, overrides=step.overrides,
+                    data=_calibration(step, data))
+
+
+def _apply_low_rank(model: nn.Module, step: LowRank, data: DataSplits | None) -> nn.Module:
+    return low_rank(model, **step.settings(), layers=step.layers, overrides=step.overrides)
+
+
+APPLY: dict[type[Step], Callable[[nn.Module, Step, DataSplits | None], nn.Module]] = {
+    Prune: _apply_prune,
+    Quantize: _apply_quantize,
+    LowRank: _apply_low_rank,
+}
+
+
+def apply_step(model: nn.Module, step: Step, data: DataSplits | None = None) -> nn.Module:
+    """One step on a copy of `model`."""
+    return APPLY[type(step)](model, step, data)
+
+
+def compress_stages(model: nn.Module, recipe: RecipeLike, data: DataSplits | None = None) -> Iterator[nn.Module]:
+    """The model after each step in turn (for size waterfalls and stage-by-stage reports)."""
+    for step in as_recipe(recipe).steps:
+        model = apply_step(model, step, data)
+        yield model
+
+
+def compress(model: nn.Module, recipe: RecipeLike, data: DataSplits | None = None) -> nn.Module:
+    """A compressed copy of `model`; the input is never changed. An empty recipe gives an equal copy."""
+    result = model
+    for result in compress_stages(model, recipe, data):  # every step returns a new model
+        pass
+    return copy.deepcopy(model).eval() if result is model else result

@@ -1,0 +1,124 @@
+"""The batch interface, checked from outside: real subprocesses for the promised JSON, in-process for the rest."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compressor.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = {"steps": [
+    {"type": "prune", "amount": 0.9, "criterion": "magnitude", "scope": "global"},
+    {"type": "quantize", "bits": 4, "scheme": "symmetric", "granularity": "channel"},
+]}
+FAST = ["--runs", "20", "--batch-size", "8"]
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(RECIPE))
+    return str(path)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "compressor", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_models_lists_the_samples():
+    out = run_cli("models")
+    assert out.returncode == 0
+    assert "digits-mlp" in out.stdout and "digits-cnn" in out.stdout
+
+
+def test_evaluate_json_has_the_promised_keys(recipe_file):
+    out = run_cli("evaluate", "--model", "digits-mlp", "--recipe", recipe_file, "--json", *FAST)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    for key in ("accuracy", "baseline_accuracy", "accuracy_drop", "params", "nonzero_params", "dense_bytes",
+                "compressed_bytes", "compression_ratio", "macs", "effective_macs", "latency_ms",
+                "baseline_latency_ms", "speedup", "layers"):
+        assert key in report
+    assert report["compression_ratio"] > 10
+    assert report["recipe"] == RECIPE
+
+
+def test_export_then_evaluate_the_artifact(tmp_path, recipe_file, capsys):
+    out_file = tmp_path / "mlp.clab"
+    assert main(["export", "--model", "digits-mlp", "--recipe", recipe_file, "--out", str(out_file)]) == 0
+    assert out_file.stat().st_size > 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "digits-mlp", "--recipe", recipe_file, "--json", *FAST]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model", str(out_file), "--json", *FAST]) == 0
+    loaded = json.loads(capsys.readouterr().out)
+    assert loaded["accuracy"] == direct["accuracy"]
+    assert loaded["baseline_accuracy"] == direct["baseline_accuracy"]
+    assert loaded["compressed_bytes"] == out_file.stat().st_size == direct["compressed_bytes"]
+    assert loaded["recipe"] == RECIPE
+
+
+def test_entry_point_model_with_random_inputs_reports_agreement(capsys):
+    code = main(["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,3,16,16", "--json", *FAST])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metric"] == "agreement" and report["accuracy"] == 1.0
+
+
+def test_entry_point_model_with_entry_point_data(tmp_path, capsys):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8, "granularity": "channel"}]}))
+    code = main(["evaluate", "--model", "tests.models:residual_cnn", "--data", "tests.models:residual_cnn_data",
+                 "--recipe", str(recipe), "--json", *FAST])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metric"] == "accuracy" and report["test_examples"] == 64
+    assert abs(report["accuracy"] - report["baseline_accuracy"]) <= 0.1  # 8-bit per channel barely moves it
+
+
+def test_npz_data(tmp_path, capsys):
+    from compressor import load_sample
+
+    data = load_sample("digits-mlp").data.test
+    path = tmp_path / "d.npz"
+    np.savez(path, X=data.X.numpy()[:100], y=data.y.numpy()[:100])
+    assert main(["evaluate", "--model", "digits-mlp", "--data", str(path), "--json", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["test_examples"] == 100
+
+
+def test_text_report_is_readable(capsys):
+    assert main(["evaluate", "--model", "digits-cnn", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "compression ratio" in out and "conv1" in out and "batch 8" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--model", "digits-xl"], "model 'digits-xl' is not a sample name"),
+        (["evaluate", "--model", "tests/models.py:nothing"], "has no callable named 'nothing'"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn"], "pass --data"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,x"], "input shape '8,x'"),
+        (["evaluate", "--model", "digits-mlp", "--recipe", "missing.json"], "does not exist"),
+        (["evaluate", "--model", "digits-mlp", "--runs", "3"], "runs=3 is out of range"),
+        (["evaluate", "--model", "digits-mlp", "--data", "nope.npz"], "data file 'nope.npz' does not exist"),
+        (["evaluate", "--model", "README.md"], "not a Compression Lab artifact"),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_2(args, message):
+    out = run_cli(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_recipe_with_unknown_key_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"steps": [{"type": "prune", "amount": 0.5, "sparsity": 0.9}]}))
+    out = run_cli("evaluate", "--model", "digits-mlp", "--recipe", str(bad))
+    assert out.returncode == 2 and "unknown key(s) sparsity" in out.stderr
