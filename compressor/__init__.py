@@ -8,18 +8,22 @@
 """
 from compressor.data import DataSplits, Sample, Split
 from compressor.artifact import encode, export, load
+from compressor.distillation import distill, make_student, train_scratch
 from compressor.latency import LatencyConfig
 from compressor.low_rank import low_rank
 from compressor.models import build_model, list_samples, load_sample
 from compressor.pipeline import apply_step, compress, compress_stages
 from compressor.pruning import prune
 from compressor.quantization import quantize
-from compressor.recipe import LowRank, Prune, Quantize, Recipe
+from compressor.recipe import Finetune, LowRank, Prune, Quantize, Recipe
 from compressor.report import Report, evaluate
+from compressor.schedules import gradual_prune
 from compressor.structured import prune_channels
+from compressor.training import finetune
 
 __all__ = [
-    "DataSplits", "LatencyConfig", "LowRank", "Prune", "Quantize", "Recipe", "Report", "Sample", "Split",
-    "apply_step", "build_model", "compress", "compress_stages", "encode", "evaluate", "export", "list_samples",
-    "load", "load_sample", "low_rank", "prune", "prune_channels", "quantize",
+    "DataSplits", "Finetune", "LatencyConfig", "LowRank", "Prune", "Quantize", "Recipe", "Report", "Sample", "Split",
+    "apply_step", "build_model", "compress", "compress_stages", "distill", "encode", "evaluate", "export", "finetune",
+    "gradual_prune", "list_samples", "load", "load_sample", "low_rank", "make_student", "prune", "prune_channels",
+    "quantize", "train_scratch",
 ]

@@ -87,8 +87,10 @@ from compressor.state import (
     InputQuant,
     WeightQuant,
     input_quant,
+    recipe_of,
     set_input_quant,
     source_of,
+    tag_recipe,
     tag_source,
     weight_quant,
 )
@@ -120,7 +122,11 @@ class Artifact:
 
 
 def encode(model: nn.Module, recipe: dict[str, Any] | None = None) -> Artifact:
-    """The model as artifact bytes: every state_dict tensor in its smallest exact encoding, plus how to rebuild it."""
+    """The model as artifact bytes: every state_dict tensor in its smallest exact encoding, plus how to rebuild it.
+
+    recipe=None stores the recipe the model carries from `compress` (if any).
+    """
+    recipe = recipe if recipe is not None else recipe_of(model)
     _check_jsonable(recipe)
     quants = {_join(name, "weight"): wq for name, m in model.named_modules() if (wq := weight_quant(m)) is not None}
     entries, blobs, layer_bytes, offset = [], [], {}, 0
@@ -196,6 +202,7 @@ def load(path_or_bytes: PathOrBytes, base: nn.Module | None = None) -> nn.Module
     _attach_quantization(model, quants, header["input_quant"])
     if source is not None:
         tag_source(model, source)
+    tag_recipe(model, header["recipe"])
     return model.eval()
 
 

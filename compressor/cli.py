@@ -11,7 +11,7 @@ from torch import nn
 from compressor import artifact
 from compressor.data import DataSplits
 from compressor.latency import LatencyConfig
-from compressor.models import build_model, is_entry_point, list_samples, load_data, parse_shape, random_data
+from compressor.models import baseline_source, build_model, is_entry_point, list_samples, load_data, parse_shape, random_data
 from compressor.pipeline import compress
 from compressor.recipe import Recipe
 from compressor.report import Report, evaluate
@@ -41,8 +41,8 @@ def open_data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
     if args.data:
         return load_data(args.data)
     source = source_of(model)
-    if source in list_samples():
-        return load_data(source)
+    if source is not None and baseline_source(source) in list_samples():
+        return load_data(baseline_source(source))
     if args.input_shape:
         return random_data(parse_shape(args.input_shape))
     raise ValueError(f"model {args.model!r} has no default data; pass --data (sample, entry point or .npz) or --input-shape")
@@ -66,7 +66,8 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     model, small, data, recipe = _compressed(args)
-    baseline = build_model(source_of(model)) if _is_artifact(args.model) and source_of(model) else model
+    source = source_of(model)
+    baseline = build_model(baseline_source(source)) if _is_artifact(args.model) and source else model
     latency = LatencyConfig(batch_size=args.batch_size, threads=args.threads, runs=args.runs)
     report = evaluate(small, data, baseline=baseline, latency=latency, recipe=recipe and recipe.to_dict())
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))

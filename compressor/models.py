@@ -64,13 +64,28 @@ def load_entry_point(spec: str) -> Callable[[], Any]:
 
 
 def build_model(source: str) -> nn.Module:
-    """A fresh uncompressed model from a sample name or an entry point, tagged with its source."""
+    """A fresh uncompressed model from a sample name, a sample's student or an entry point, tagged with its source.
+
+    A student source ("digits-mlp@width=0.4", see `compressor.distillation`) builds an untrained student: an
+    artifact holding a trained one loads its weights into it.
+    """
+    from compressor.distillation import build_student, is_student_source
+
+    if is_student_source(source):
+        return build_student(source)
     if is_entry_point(source):
         model = load_entry_point(source)()
         if not isinstance(model, nn.Module):
             raise ValueError(f"entry point {source!r} returned {type(model).__name__}, not a torch.nn.Module")
         return tag_source(model.eval(), source)
     return load_sample(source).model
+
+
+def baseline_source(source: str) -> str:
+    """The model a compressed model is compared with: the sample itself for a student of a sample, else the source."""
+    from compressor.distillation import is_student_source
+
+    return source.partition("@")[0] if is_student_source(source) else source
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -10,8 +10,11 @@ from compressor.data import DataSplits
 from compressor.low_rank import low_rank
 from compressor.pruning import prune
 from compressor.quantization import quantize
-from compressor.recipe import LowRank, Prune, Quantize, Recipe, Step
+from compressor.recipe import Finetune, LowRank, Prune, Quantize, Recipe, Step
+from compressor.schedules import gradual_prune
+from compressor.state import recipe_of, tag_recipe
 from compressor.structured import prune_channels
+from compressor.training import finetune
 
 RecipeLike = Recipe | Step | Iterable[Step]
 
@@ -29,7 +32,18 @@ def _calibration(step: Step, data: DataSplits | None):
     return None if data is None else data.calibration
 
 
+def _training_data(data: DataSplits | None, why: str) -> DataSplits:
+    if data is None:
+        raise ValueError(f"{why} trains on data.train; pass data (DataSplits with a labelled train split)")
+    return data
+
+
 def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.Module:
+    if step.schedule == "agp":
+        data = _training_data(data, "prune with schedule='agp' (gradual pruning)")
+        pruned, _ = gradual_prune(model, step.amount, data.train, **step.agp_settings(), calibration=data.calibration,
+                                  criterion=step.criterion, scope=step.scope, layers=step.layers, overrides=step.overrides)
+        return pruned
     common = dict(amount=step.amount, criterion=step.criterion, scope=step.scope, layers=step.layers,
                   overrides=step.overrides, data=_calibration(step, data))
     if not step.structured:
@@ -48,10 +62,17 @@ def _apply_low_rank(model: nn.Module, step: LowRank, data: DataSplits | None) ->
     return low_rank(model, **step.settings(), layers=step.layers, overrides=step.overrides)
 
 
+def _apply_finetune(model: nn.Module, step: Finetune, data: DataSplits | None) -> nn.Module:
+    data = _training_data(data, "finetune")
+    tuned, _ = finetune(model, data.train, **step.settings(), layers=step.layers)
+    return tuned
+
+
 APPLY: dict[type[Step], Callable[[nn.Module, Step, DataSplits | None], nn.Module]] = {
     Prune: _apply_prune,
     Quantize: _apply_quantize,
     LowRank: _apply_low_rank,
+    Finetune: _apply_finetune,
 }
 
 
@@ -61,10 +82,15 @@ def apply_step(model: nn.Module, step: Step, data: DataSplits | None = None) -> 
 
 
 def compress_stages(model: nn.Module, recipe: RecipeLike, data: DataSplits | None = None) -> Iterator[nn.Module]:
-    """The model after each step in turn (for size waterfalls and stage-by-stage reports)."""
+    """The model after each step in turn (for size waterfalls and stage-by-stage reports).
+
+    Each stage carries the recipe that made it from the source model (earlier recipes of `model` included).
+    """
+    steps = list((recipe_of(model) or {"steps": []})["steps"])
     for step in as_recipe(recipe).steps:
         model = apply_step(model, step, data)
-        yield model
+        steps.append(step.to_dict())
+        yield tag_recipe(model, {"steps": list(steps)})
 
 
 def compress(model: nn.Module, recipe: RecipeLike, data: DataSplits | None = None) -> nn.Module:

@@ -3,7 +3,8 @@
     {"steps": [
       {"type": "prune", "amount": 0.9, "criterion": "magnitude", "scope": "global"},
       {"type": "quantize", "bits": 4, "scheme": "symmetric", "granularity": "channel"},
-      {"type": "low_rank", "rank_ratio": 0.25, "layers": ["fc*"], "overrides": {"fc1": {"rank_ratio": 0.5}}}
+      {"type": "low_rank", "rank_ratio": 0.25, "layers": ["fc*"], "overrides": {"fc1": {"rank_ratio": 0.5}}},
+      {"type": "finetune", "epochs": 3, "lr": 0.001}
     ]}
 
 Every step is a frozen dataclass validated on construction; an unknown key or step type is an error.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from compressor.validation import check_bool, check_choice, check_fraction, check_int
+from compressor.validation import check_bool, check_choice, check_fraction, check_int, check_positive
 
 MAX_AMOUNT = 0.99
 
@@ -108,7 +109,11 @@ class Step:
 
 @dataclass(frozen=True)
 class Prune(Step):
-    """Zero the least important weights (unstructured) or remove whole channels (structured)."""
+    """Zero the least important weights (unstructured) or remove whole channels (structured).
+
+    schedule="agp" prunes gradually, fine-tuning in between (Zhu & Gupta; see `schedules.py`); it needs
+    training data. Its keys are left out (None) for one-shot pruning and default as AGP_DEFAULTS says.
+    """
 
     type: ClassVar[str] = "prune"
     override_keys: ClassVar[tuple[str, ...]] = ("amount",)
@@ -118,6 +123,13 @@ class Prune(Step):
     scope: str = "layer"  # layer: each layer loses `amount`; global: one threshold across layers
     structured: bool = False  # remove whole output neurons / channels
     norm: int = 2  # channel ranking norm (structured only)
+    schedule: str | None = None  # None: all at once; "agp": gradual, pruning and fine-tuning in alternation
+    steps: int | None = None  # agp: pruning steps n
+    epochs_per_step: int | None = None  # agp: fine-tuning epochs after each pruning step
+    initial_amount: float | None = None  # agp: sparsity s_i the schedule starts from, 0 to amount
+    lr: float | None = None  # agp: fine-tuning learning rate
+    batch_size: int | None = None  # agp: fine-tuning minibatch size
+    seed: int | None = None  # agp: seeds the fine-tuning batch order (and the random criterion)
 
     def validate(self) -> None:
         check_fraction("amount", self.amount, 0.0, MAX_AMOUNT)
@@ -127,6 +139,32 @@ class Prune(Step):
         check_choice("norm", self.norm, (1, 2))
         if self.norm != 2 and not self.structured:
             raise ValueError(f"norm={self.norm!r} applies to structured pruning only; set structured=true or drop norm")
+        if self.schedule is None:
+            for key in AGP_DEFAULTS:
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}={getattr(self, key)!r} applies to schedule='agp' only; "
+                                     "set schedule='agp' or drop it")
+            return
+        if self.schedule != "agp":
+            raise ValueError(f"schedule={self.schedule!r} is not allowed; choose 'agp' (gradual) or leave it out (one shot)")
+        if self.structured:
+            raise ValueError("schedule='agp' applies to unstructured pruning only; drop structured=true or the schedule")
+        agp = self.agp_settings()
+        check_int("steps", agp["steps"], 1)
+        check_int("epochs_per_step", agp["epochs_per_step"], 1)
+        check_fraction("initial_amount", agp["initial_amount"], 0.0, self.amount)
+        check_positive("lr", agp["lr"])
+        check_int("batch_size", agp["batch_size"], 1)
+        check_int("seed", agp["seed"], 0)
+
+    def agp_settings(self) -> dict[str, Any]:
+        """The schedule's keys with their defaults filled in (for `schedules.gradual_prune`)."""
+        return {key: default if getattr(self, key) is None else getattr(self, key) for key, default in AGP_DEFAULTS.items()}
+
+
+AGP_DEFAULTS: dict[str, Any] = {
+    "steps": 5, "epochs_per_step": 1, "initial_amount": 0.0, "lr": 1e-3, "batch_size": 64, "seed": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -185,7 +223,33 @@ def _check_open_fraction(name: str, value: Any) -> None:
         raise ValueError(f"{name}={value!r} is out of range; allowed: above 0 up to 1")
 
 
-STEP_TYPES: dict[str, type[Step]] = {cls.type: cls for cls in (Prune, Quantize, LowRank)}
+@dataclass(frozen=True)
+class Finetune(Step):
+    """Train the compressed model on the training split, compression held (masks, QAT; see `training.py`).
+
+    Minibatch Adam on the cross-entropy; the same settings and seed give bitwise the same weights.
+    `layers` (names/globs) trains only those layers; the other parameters stay frozen.
+    """
+
+    type: ClassVar[str] = "finetune"
+    override_keys: ClassVar[tuple[str, ...]] = ()
+
+    epochs: int = 3  # passes over the training split
+    lr: float = 1e-3  # Adam step size
+    batch_size: int = 64  # examples per step
+    seed: int = 0  # batch order
+
+    def validate(self) -> None:
+        check_int("epochs", self.epochs, 1)
+        check_positive("lr", self.lr)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("seed", self.seed, 0)
+
+    def _checked_overrides(self, overrides: Any) -> dict[str, dict[str, Any]]:
+        raise ValueError(f"overrides={overrides!r}: finetune has no per-layer settings; use layers to choose what trains")
+
+
+STEP_TYPES: dict[str, type[Step]] = {cls.type: cls for cls in (Prune, Quantize, LowRank, Finetune)}
 
 
 @dataclass(frozen=True)
@@ -198,7 +262,7 @@ class Recipe:
         steps = tuple(self.steps)
         for step in steps:
             if not isinstance(step, Step):
-                raise ValueError(f"recipe steps must be Prune, Quantize or LowRank steps, got {step!r}")
+                raise ValueError(f"recipe steps must be Prune, Quantize, LowRank or Finetune steps, got {step!r}")
         object.__setattr__(self, "steps", steps)
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
 from compressor.latency import LatencyConfig, measure_latency
+from compressor.state import recipe_of
 
 EVAL_BATCH = 1024  # inputs per forward pass while scoring accuracy
 
@@ -106,7 +107,9 @@ def evaluate(
 
     With labels, accuracy is against them; without, "agreement" is the share of the baseline's predictions
     the model reproduces. latency=None skips timing (the report's latency fields are then None).
+    recipe=None takes the recipe the model carries from `compress`, as `export` does, so sizes agree.
     """
+    recipe = recipe if recipe is not None else recipe_of(model)
     baseline = model if baseline is None else baseline
     model.eval(), baseline.eval()
     test: Split = data.test
@@ -174,8 +177,9 @@ def _notes(table: list[dict[str, Any]], own: dict, base: dict, speedup: float | 
     notes = []
     weighted = [row for row in table if row["macs"]]
     if any(row["sparsity"] > 0.01 for row in weighted):
+        how = "pruned or rounded to zero by quantization" if any(row["bits"] < 32 for row in weighted) else "zero"
         notes.append(
-            f"{1 - own['nonzero_params'] / own['params']:.0%} of the parameters are zero, but PyTorch runs them "
+            f"{1 - own['nonzero_params'] / own['params']:.0%} of the parameters are {how}, but PyTorch runs them "
             f"through dense kernels: effective MACs ({own['effective_macs']:,}) are what a sparse kernel could "
             f"skip, not what this runtime skips. Zeros shrink the file, not the latency."
         )

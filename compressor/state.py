@@ -96,3 +96,16 @@ def tag_source(model: nn.Module, source: str) -> nn.Module:
 
 def source_of(model: nn.Module) -> str | None:
     return getattr(model, SOURCE, None)
+
+
+RECIPE = "compressor_recipe"  # the recipe (as a dict) that produced the model from its source
+
+
+def tag_recipe(model: nn.Module, recipe: dict | None) -> nn.Module:
+    """Record how the model was made, so its exported file and its report describe the same thing."""
+    setattr(model, RECIPE, recipe)
+    return model
+
+
+def recipe_of(model: nn.Module) -> dict | None:
+    return getattr(model, RECIPE, None)

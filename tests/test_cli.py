@@ -122,3 +122,18 @@ def test_recipe_with_unknown_key_is_a_clear_error(tmp_path):
     bad.write_text(json.dumps({"steps": [{"type": "prune", "amount": 0.5, "sparsity": 0.9}]}))
     out = run_cli("evaluate", "--model", "digits-mlp", "--recipe", str(bad))
     assert out.returncode == 2 and "unknown key(s) sparsity" in out.stderr
+
+
+def test_a_distilled_student_artifact_is_evaluated_on_its_samples_data_against_the_teacher(tmp_path, capsys):
+    import compressor as cz
+
+    teacher = cz.load_sample("digits-mlp")
+    student = cz.make_student(teacher.model, width=0.25)
+    student, _ = cz.distill(teacher.model, student, teacher.data.train, epochs=2)
+    path = tmp_path / "student.clab"
+    cz.export(student, path)
+    assert main(["evaluate", "--model", str(path), "--json", *FAST]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline_params"] == sum(p.numel() for p in teacher.model.parameters())
+    assert report["params"] < report["baseline_params"] / 4
+    assert report["test_examples"] == len(teacher.data.test)

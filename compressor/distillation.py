@@ -1,0 +1,186 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean, 2015): train a small student to imitate a large teacher.
+
+The teacher's softened output distribution p_t = softmax(z_t / T) says more than the label alone (a 3 that
+looks a bit like an 8), and the student learns from it together with the hard labels:
+
+    L = α · T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α) · CE(z_s, y)
+
+with KL(p ‖ q) = Σ_c p_c (log p_c − log q_c) averaged over the batch. A temperature T > 1 flattens both
+distributions so the small logits carry signal; the gradient of the soft term shrinks as 1/T², which the
+factor T² undoes, keeping the two terms balanced whatever T is. The comparison that shows what the teacher
+adds is the same student trained on the hard labels alone for as many epochs (`train_scratch`).
+
+For the shipped samples a student is the same architecture with every hidden size multiplied by `width`
+(source "digits-mlp@width=0.4", which `compressor.models.build_model` rebuilds, so exported students load);
+for any other model the student comes from an entry point (`path/file.py:factory`).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressor.data import Split
+from compressor.state import source_of, tag_source
+from compressor.training import History, Progress, StopCheck, check_labelled, cross_entropy, fit
+from compressor.validation import check_fraction, check_positive
+
+STUDENT_MARK = "@width="  # "digits-mlp@width=0.4": the sample's architecture at 0.4 of its width
+TEACHER_BATCH = 1024  # inputs per forward pass while recording the teacher's logits
+
+
+def _scaled(size: int, width: float) -> int:
+    """A hidden size times the width multiplier, at least 1."""
+    return max(1, round(size * width))
+
+
+def _mlp_student(width: float) -> nn.Module:
+    from sample_models.architectures import DigitsMLP
+
+    return DigitsMLP(hidden=(_scaled(300, width), _scaled(100, width)))  # the sample is 64-300-100-10
+
+
+def _cnn_student(width: float) -> nn.Module:
+    from sample_models.architectures import DigitsCNN
+
+    channels = (_scaled(6, width), _scaled(16, width))  # the sample: conv 6, conv 16, fc 120-84-10
+    return DigitsCNN(channels=channels, hidden=(_scaled(120, width), _scaled(84, width)))
+
+
+SAMPLE_STUDENTS: dict[str, Callable[[float], nn.Module]] = {"digits-mlp": _mlp_student, "digits-cnn": _cnn_student}
+
+
+def student_source(sample: str, width: float) -> str:
+    """The source tag of a sample's student: "digits-mlp@width=0.4"."""
+    return f"{sample}{STUDENT_MARK}{float(width)!r}"
+
+
+def is_student_source(source: str) -> bool:
+    """True for "<sample>@width=<w>" (whether or not w is valid: `build_student` says what is wrong)."""
+    sample, mark, _ = source.partition(STUDENT_MARK)
+    return bool(mark) and sample in SAMPLE_STUDENTS
+
+
+def build_student(source: str, seed: int = 0) -> nn.Module:
+    """A fresh student from its source tag, initialised from `seed` (the global RNG is left as it was)."""
+    sample, _, text = source.partition(STUDENT_MARK)
+    if sample not in SAMPLE_STUDENTS:
+        raise ValueError(f"student source {source!r} names no sample with students; "
+                         f"available: {', '.join(SAMPLE_STUDENTS)}")
+    try:
+        width = float(text)
+    except ValueError:
+        raise ValueError(f"student source {source!r}: width {text!r} is not a number") from None
+    width = _check_width(width)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        student = SAMPLE_STUDENTS[sample](width)
+    return tag_source(student.eval(), student_source(sample, width))
+
+
+def _check_width(width: float) -> float:
+    width = check_fraction("width", width, 0.0, 1.0)
+    if width == 0:
+        raise ValueError("width=0 is out of range; allowed: above 0 up to 1")
+    return width
+
+
+def make_student(teacher: nn.Module, width: float = 0.5, source: str | None = None, seed: int = 0) -> nn.Module:
+    """A fresh, untrained student for `teacher`.
+
+    source=None: the teacher must be a sample (its `compressor_source`, e.g. "digits-mlp"); the student is its
+    architecture with every hidden size times `width` (0 < width ≤ 1; parameters shrink roughly as width²).
+    source="path/file.py:factory" (or "pkg.mod:factory"): the student that entry point builds, for any teacher.
+    """
+    from compressor.models import build_model
+
+    if source is not None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return build_model(source)
+    origin = source_of(teacher) or ""
+    sample = origin.partition(STUDENT_MARK)[0]
+    if sample not in SAMPLE_STUDENTS:
+        raise ValueError(f"no built-in student for a model from {origin or 'an unknown source'!r} (built-in: "
+                         f"{', '.join(SAMPLE_STUDENTS)}); pass source='path/file.py:factory' building the student")
+    return build_student(student_source(sample, _check_width(width)), seed)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float, alpha: float) -> torch.Tensor:
+    """α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α)·CE(z_s, y), both terms averaged over the batch.
+
+    student_logits, teacher_logits: (B, C); labels: (B,) class indices.
+    """
+    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)  # (B, C)
+    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)  # (B, C)
+    soft = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")  # Σ p_t (log p_t − log p_s) / B
+    hard = F.cross_entropy(student_logits, labels)
+    return alpha * temperature**2 * soft + (1 - alpha) * hard
+
+
+@torch.no_grad()
+def teacher_logits(teacher: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits on X, computed once (a copy in eval mode runs, the teacher itself is untouched)."""
+    frozen = copy.deepcopy(teacher).eval()
+    return torch.cat([frozen(X[i : i + TEACHER_BATCH]) for i in range(0, len(X), TEACHER_BATCH)])  # (N, C)
+
+
+def distill(
+    teacher: nn.Module,
+    student: nn.Module,
+    data: Split,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    test: Split | None = None,
+    progress: Progress | None = None,
+    should_stop: StopCheck | None = None,
+) -> tuple[nn.Module, History]:
+    """A copy of `student` trained on labelled `data` to minimise `distillation_loss` against `teacher`.
+
+    The teacher's logits are computed once, in eval mode. Training is `training.fit`: minibatch Adam, seeded
+    and deterministic, and a compressed student keeps its compression (pruned zeros, quantization grids).
+    Returns (student in eval mode, history as in `finetune`, loss being the distillation loss).
+    """
+    data = check_labelled(data)
+    temperature = check_positive("temperature", temperature)
+    alpha = check_fraction("alpha", alpha, 0.0, 1.0)
+    targets = teacher_logits(teacher, data.X)  # (N, C)
+    with torch.no_grad():
+        shape = copy.deepcopy(student).eval()(data.X[:1]).shape
+    if shape != targets[:1].shape:
+        raise ValueError(f"student outputs {tuple(shape)} per example, the teacher {tuple(targets[:1].shape)}; "
+                         "they must predict the same classes")
+    labels = data.y.long()
+
+    def objective(logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return distillation_loss(logits, targets[batch], labels[batch], temperature, alpha)
+
+    return fit(student, data, objective, epochs, lr, batch_size, seed, test, None, progress, should_stop)
+
+
+def train_scratch(
+    student: nn.Module,
+    data: Split,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    test: Split | None = None,
+    progress: Progress | None = None,
+    should_stop: StopCheck | None = None,
+) -> tuple[nn.Module, History]:
+    """The comparison for `distill`: the same student on the hard labels alone (cross-entropy), same loop."""
+    objective = cross_entropy(check_labelled(data))
+    return fit(student, data, objective, epochs, lr, batch_size, seed, test, None, progress, should_stop)
