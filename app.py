@@ -1,0 +1,58 @@
+"""Compression Lab — Overview: the picked model, measured, and a tour of what the other pages do."""
+import streamlit as st
+
+from compressor import Recipe
+from compressor.figures.overview import layer_share
+from ui import cache
+from ui.display import format_bytes, latency_caption
+from ui.session import model_picker
+
+st.set_page_config(page_title="Compression Lab", page_icon="🗜️", layout="wide")
+name = model_picker()
+sample = cache.sample(name)
+baseline = cache.report(name, cache.recipe_key(Recipe()))
+
+st.title("🗜️ Compression Lab")
+st.markdown(
+    f"**{name}** — {sample.description}. Every number below is measured: accuracy on "
+    f"{baseline.test_examples} held-out examples, size as the bytes of the exported file, latency timed on this server."
+)
+
+cols = st.columns(5)
+cols[0].metric("Test accuracy", f"{baseline.accuracy:.1%}")
+cols[1].metric("Parameters", f"{baseline.params:,}")
+cols[2].metric("fp32 size", format_bytes(baseline.dense_bytes), help="4 bytes per parameter.")
+cols[3].metric("Exported file", format_bytes(baseline.compressed_bytes), help="Uncompressed model, losslessly packed.")
+cols[4].metric("Latency", f"{baseline.latency_ms:.3f} ms")
+latency_caption(baseline)
+
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(layer_share(baseline.layers), width="stretch")
+with right:
+    st.markdown("**Architecture**")
+    st.code(str(sample.model), language="text")
+
+st.markdown("**Per-layer table**")
+table = baseline.to_frame()[["name", "type", "shape", "params", "macs", "bytes"]]
+st.dataframe(table.rename(columns={"macs": "MACs / example", "bytes": "bytes in file"}), hide_index=True, width="stretch")
+
+st.header("A tour of the techniques")
+tour = [
+    ("pages/1_Pruning.py", "✂️ Pruning", "Set the least important weights to zero (unstructured), or remove whole "
+     "neurons and channels (structured). Zeros shrink the file; only removed channels make the model faster."),
+    ("pages/2_Quantization.py", "🔢 Quantization", "Store each weight in fewer bits: 32 → 8 → 4 → 2. Uniform grids or "
+     "k-means shared values (Deep Compression)."),
+    ("pages/3_Low-rank.py", "🧮 Low-rank", "Replace a weight matrix by the product of two thin ones (truncated SVD). "
+     "Fewer parameters and fewer MACs, at the price of the discarded singular values."),
+    ("pages/4_Pipeline.py", "🧪 Pipeline", "Stack steps into a recipe — prune, then quantize — and see the size after "
+     "each stage."),
+    ("pages/5_Trade-offs.py", "📈 Trade-offs", "Every configuration you tried, as points: accuracy vs size vs latency, "
+     "with the Pareto front."),
+    ("pages/6_Export.py", "📦 Export", "Download the compressed file, its recipe and its report."),
+]
+cols = st.columns(3)
+for i, (page, label, text) in enumerate(tour):
+    with cols[i % 3].container(border=True):
+        st.page_link(page, label=label)
+        st.caption(text)

@@ -1,0 +1,92 @@
+"""Pipeline: stack steps into a recipe, see the size and the accuracy after each stage, load and save it as JSON."""
+import streamlit as st
+
+from compressor.figures.pipeline import size_waterfall, stage_accuracy
+from ui import cache, pipeline_cache, points
+from ui import pipeline_editor as editor
+from ui.display import format_bytes, latency_caption, metric_row, notes, user_errors
+from ui.session import model_picker
+
+st.set_page_config(page_title="Pipeline · Compression Lab", page_icon="🧪", layout="wide")
+name = model_picker()
+
+st.title("🧪 Pipeline")
+st.markdown(
+    "A recipe is a list of steps applied in order, each to the model the step before left. Deep Compression "
+    "(Han et al., 2016) prunes first, then shares the surviving weights' values through k-means: with *n* weights "
+    "of *b* bits clustered into *k* shared values, each weight stores a log₂k-bit index, plus a codebook of *k* "
+    "values. Pick a preset, change any step, add, remove or reorder steps, and watch the size after each stage."
+)
+st.latex(
+    r"f_{\text{compressed}} = s_n \circ \cdots \circ s_1(f) \qquad"
+    r"\text{ratio}_{\text{weight sharing}} = \frac{n\,b}{n \log_2 k + k\,b}"
+)
+
+left, right = st.columns(2)
+with left:
+    st.selectbox("Preset", list(editor.PRESETS), key="pipeline_preset")
+    st.button("Load preset", key="pipeline_load_preset", help="Replaces the steps below.",
+              on_click=lambda: editor.set_recipe(editor.PRESETS[st.session_state["pipeline_preset"]]))
+with right:
+    st.selectbox("Step type", list(editor.STEP_KINDS), format_func=lambda k: editor.STEP_KINDS[k].label,
+                 key="pipeline_add_kind")
+    st.button("Add step", key="pipeline_add", help="Appends it to the recipe.",
+              on_click=lambda: editor.add(st.session_state["pipeline_add_kind"]))
+
+st.subheader("Recipe")
+steps = editor.entries()
+if not steps:
+    st.info("No steps: the model is exported as it is. Load a preset or add a step.")
+for number, entry in enumerate(steps, start=1):
+    step_id = entry["id"]
+    with st.container(border=True):
+        head = st.columns([8, 1, 1, 1], vertical_alignment="center")
+        head[0].markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
+        head[1].button("↑", key=f"pipeline_up_{step_id}", on_click=editor.move, args=(step_id, -1),
+                       disabled=number == 1, help="Move up")
+        head[2].button("↓", key=f"pipeline_down_{step_id}", on_click=editor.move, args=(step_id, 1),
+                       disabled=number == len(steps), help="Move down")
+        head[3].button("✕", key=f"pipeline_remove_{step_id}", on_click=editor.remove, args=(step_id,), help="Remove")
+        with user_errors():
+            editor.edit(entry)
+
+recipe = editor.recipe()
+recipe_json = cache.recipe_key(recipe)
+
+st.subheader("What each stage does")
+with user_errors():
+    report = cache.report(name, recipe_json)
+    stages = pipeline_cache.stages(name, recipe_json)
+if recipe.steps:
+    points.record(name, recipe_json, report, page="Pipeline", label=" → ".join(map(editor.describe, recipe.steps)))
+metric_row(report)
+latency_caption(report)
+notes(report)
+
+left, right = st.columns(2)
+left.plotly_chart(size_waterfall(stages), width="stretch", key="pipeline_waterfall")
+right.plotly_chart(stage_accuracy(stages, report.metric), width="stretch", key="pipeline_accuracy")
+table = stages.assign(size=stages["bytes"].map(format_bytes), accuracy=stages["accuracy"].map("{:.1%}".format))
+st.dataframe(
+    table[["stage", "step", "size", "accuracy", "params", "nonzero_params", "macs"]].rename(
+        columns={"nonzero_params": "non-zero params", "macs": "MACs / example", "accuracy": report.metric}),
+    hide_index=True, width="stretch",
+    column_config={column: st.column_config.NumberColumn(format="localized")
+                   for column in ("params", "non-zero params", "MACs / example")},
+)
+
+st.subheader("Save or load the recipe (JSON)")
+save, load = st.columns(2)
+with save:
+    st.code(recipe.to_json(), language="json")
+    st.download_button("Download recipe.json", recipe.to_json(), file_name="recipe.json", mime="application/json",
+                       key="pipeline_download", on_click="ignore")
+with load:
+    st.file_uploader("Load a recipe file", type=["json"], key="pipeline_upload",
+                     on_change=editor.load_upload, args=("pipeline_upload",))
+    st.text_area("…or paste a recipe", key="pipeline_json", height=140,
+                 placeholder='{"steps": [{"type": "prune", "amount": 0.8}, {"type": "quantize", "bits": 4}]}')
+    st.button("Load pasted recipe", key="pipeline_load_json",
+              on_click=lambda: editor.load_json(st.session_state["pipeline_json"]))
+    if editor.LOAD_ERROR in st.session_state:
+        st.error(st.session_state.pop(editor.LOAD_ERROR), icon="⚠️")

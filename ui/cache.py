@@ -1,0 +1,35 @@
+"""Cached calls into the core. Models are cached as shared resources (never mutated: techniques copy),
+reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py)."""
+from __future__ import annotations
+
+import streamlit as st
+from torch import nn
+
+import compressor as cz
+from compressor.pipeline import RecipeLike, as_recipe
+
+
+def recipe_key(recipe: RecipeLike) -> str:
+    """The canonical JSON that identifies a recipe (a Recipe, a step or a list of steps) in caches."""
+    return as_recipe(recipe).to_json(indent=None)
+
+
+@st.cache_resource(show_spinner=False)
+def sample(name: str) -> cz.Sample:
+    return cz.load_sample(name)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def compressed(name: str, recipe_json: str) -> nn.Module:
+    """The compressed model (shared between sessions: read it, never change it)."""
+    s = sample(name)
+    return cz.compress(s.model, cz.Recipe.from_json(recipe_json), s.data)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
+    """The measured report of a recipe; latency is timed once per configuration and then reused."""
+    s = sample(name)
+    recipe = cz.Recipe.from_json(recipe_json)
+    latency = cz.LatencyConfig() if timed else None
+    return cz.evaluate(compressed(name, recipe_json), s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
