@@ -16,11 +16,11 @@ SERIES = ("#2e86ab", "#e4572e", "#f3a712", "#17a398", "#6c4f9e", "#a8c686")  # o
 def styled(fig: go.Figure, title: str, x: str | None = None, y: str | None = None, height: int = 380) -> go.Figure:
     """Apply the shared layout: white template, large type, legend on top, titled axes."""
     layout = dict(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
+        title={"text": title, "x": 0.0, "xanchor": "left", "y": 0.98, "yanchor": "top"},
         font={"size": 14},
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        margin={"l": 60, "r": 20, "t": 90, "b": 50},  # room for the title line and, below it, the legend
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0.0},
     )
     if x is not None:
         layout["xaxis_title_text"] = x

@@ -1,0 +1,107 @@
+"""Export: one configuration as files — the compressed artifact, its recipe and its report."""
+import streamlit as st
+
+import compressor as cz
+from compressor.artifact import read_header
+from compressor.figures.tradeoffs import describe_recipe
+from ui import cache, points
+from ui.display import format_bytes, latency_caption, metric_row, user_errors
+from ui.export_files import contents_table, file_stem, report_csv, report_json
+from ui.session import model_picker
+
+EXAMPLE = cz.Recipe((  # Deep Compression's order: prune, then quantize what is left
+    cz.Prune(amount=0.8, scope="global"), cz.Quantize(bits=4, scheme="symmetric", granularity="channel"),
+)).to_json()
+RECORDED, PASTED = "A configuration from this session", "A recipe (JSON)"
+
+st.set_page_config(page_title="Export · Compression Lab", page_icon="📦", layout="wide")
+name = model_picker()
+
+st.title("📦 Export")
+st.markdown(
+    "Take one configuration home: the **compressed file** (`.clab`: the weights in their smallest exact "
+    "encoding — bit-packed codes, positions of the non-zeros — plus how to rebuild the model), the **recipe** "
+    "that made it, and the **report** that measured it. The file's length *is* the size every page reports."
+)
+
+recorded = points.table(name)
+source = st.radio("What to export", [RECORDED, PASTED], index=0 if len(recorded) else 1, key="export_source",
+                  horizontal=True)
+if source == RECORDED and recorded.empty:
+    st.info(f"No configuration of {name} evaluated yet in this session: paste a recipe instead, or move a "
+            "slider on one of the technique pages first.", icon="🧭")
+    source = PASTED
+
+if source == RECORDED:
+    newest_first = recorded.iloc[::-1]
+    labels = {row.recipe: f"{row.label} · {row.page} · {row.accuracy:.1%} · {format_bytes(row.compressed_bytes)}"
+              for row in newest_first.itertuples()}
+    recipe_text = st.selectbox("Configuration (most recent first)", list(labels), format_func=labels.get,
+                               key="export_point")
+else:
+    left, right = st.columns([3, 2])
+    recipe_text = left.text_area("Recipe JSON", EXAMPLE, height=230, key="export_recipe_text",
+                                 help='An object with one key, "steps": the format the Pipeline page saves.')
+    upload = right.file_uploader("…or upload a recipe file", type=["json"], key="export_recipe_upload")
+    if upload is not None:
+        recipe_text = upload.getvalue().decode("utf-8", errors="replace")
+        right.caption(f"Using {upload.name}.")
+
+with user_errors():
+    recipe_json = cache.recipe_key(cz.Recipe.from_json(recipe_text))
+    report = cache.report(name, recipe_json)
+    model = cache.compressed(name, recipe_json)
+if source == PASTED:
+    points.record(name, recipe_json, report, "Export", describe_recipe(recipe_json))
+
+recipe = cz.Recipe.from_json(recipe_json)
+artifact = cz.encode(model, recipe.to_dict())  # exactly what the report measured: same model, same recipe
+stem = file_stem(name, artifact)
+
+st.subheader(describe_recipe(recipe_json))
+metric_row(report)
+latency_caption(report)
+
+if artifact.size == report.compressed_bytes:
+    st.success(f"**{stem}.clab** is {artifact.size:,} bytes ({format_bytes(artifact.size)}) — exactly the report's "
+               f"compressed size, {report.compression_ratio:.1f}× smaller than the fp32 model "
+               f"({format_bytes(report.baseline_dense_bytes)}).", icon="✅")
+else:
+    st.warning(f"The file is {artifact.size:,} bytes but the report measured {report.compressed_bytes:,}.")
+
+cols = st.columns(4)
+cols[0].download_button("Compressed model (.clab)", artifact.data, file_name=f"{stem}.clab",
+                        mime="application/octet-stream", key="export_artifact", icon=":material/download:",
+                        type="primary")
+cols[1].download_button("Recipe (JSON)", recipe.to_json() + "\n", file_name=f"{stem}.recipe.json",
+                        mime="application/json", key="export_recipe", icon=":material/download:")
+cols[2].download_button("Per-layer report (CSV)", report_csv(report), file_name=f"{stem}.report.csv",
+                        mime="text/csv", key="export_report_csv", icon=":material/download:")
+cols[3].download_button("Full report (JSON)", report_json(report), file_name=f"{stem}.report.json",
+                        mime="application/json", key="export_report_json", icon=":material/download:")
+
+st.header("Load it back")
+python_tab, cli_tab = st.tabs(["Python", "Command line"])
+with python_tab:
+    st.code(
+        f'import compressor as cz\n\n'
+        f'model = cz.load("{stem}.clab")  # an nn.Module in eval mode, rebuilt from the file alone\n'
+        f'sample = cz.load_sample("{name}")\n'
+        f'report = cz.evaluate(model, sample.data, baseline=sample.model)\n'
+        f'print(f"{{report.accuracy:.1%}}, {{report.compressed_bytes:,}} bytes")',
+        language="python",
+    )
+with cli_tab:
+    st.code(
+        f"# measure the file: accuracy, size, latency against the uncompressed {name}\n"
+        f"python -m compressor evaluate --model {stem}.clab\n\n"
+        f"# or rebuild the same file from the recipe\n"
+        f"python -m compressor export --model {name} --recipe {stem}.recipe.json --out {stem}.clab",
+        language="bash",
+    )
+
+with st.expander("What is inside the file"):
+    st.caption(f"{artifact.layer_bytes['(header)']:,} bytes of header (architecture, recipe, quantizer settings, "
+               "as JSON), then one blob per tensor:")
+    st.dataframe(contents_table(read_header(artifact.data)), hide_index=True, width="stretch",
+                 column_config={"bytes": st.column_config.NumberColumn("bytes", format="localized")})
