@@ -31,11 +31,15 @@ with left:
     st.plotly_chart(layer_share(baseline.layers), width="stretch")
 with right:
     st.markdown("**Architecture**")
-    st.code(str(sample.model), language="text")
+    st.code(str(sample.model), language="text", wrap_lines=True)
 
 st.markdown("**Per-layer table**")
 table = baseline.to_frame()[["name", "type", "shape", "params", "macs", "bytes"]]
-st.dataframe(table.rename(columns={"macs": "MACs / example", "bytes": "bytes in file"}), hide_index=True, width="stretch")
+st.dataframe(
+    table.rename(columns={"macs": "MACs / example", "bytes": "bytes in file"}),
+    hide_index=True, width="stretch",
+    column_config={c: st.column_config.NumberColumn(format="localized") for c in ("params", "MACs / example", "bytes in file")},
+)
 
 st.header("A tour of the techniques")
 tour = [

@@ -38,6 +38,8 @@ class Step:
 
     def __post_init__(self) -> None:
         if self.layers is not None:
+            if not isinstance(self.layers, (str, list, tuple)):
+                raise ValueError(f"layers={self.layers!r} must be a list of layer names or globs")
             layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
             if not layers or not all(isinstance(name, str) and name for name in layers):
                 raise ValueError(f"layers={self.layers!r} must be a non-empty list of layer names or globs")

@@ -67,6 +67,8 @@ def test_equal_recipes_hash_equal_so_they_can_key_a_cache():
         ({"type": "low_rank", "rank_ratio": 1.2}, "rank_ratio=1.2 is out of range"),
         ({"type": "distill"}, "step type 'distill' is not allowed"),
         ({"type": "prune", "layers": []}, "must be a non-empty list"),
+        ({"type": "prune", "layers": 5}, "layers=5 must be a list of layer names"),
+        ({"type": "prune", "layers": [3]}, "must be a non-empty list of layer names"),
         ({"type": "prune", "overrides": {"fc1": {"amount": 2}}}, "amount=2 is out of range"),
         ({"type": "prune", "overrides": {"fc1": {"bits": 2}}}, "override 'fc1' has unknown key(s) bits"),
         ({"type": "quantize", "overrides": {"conv*": {"bits": 0}}}, "bits=0 is out of range"),
