@@ -5,11 +5,13 @@ Drives Debian's Chromium with Playwright and waits until Streamlit has finished 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.local_server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 def wait_until_idle(page, quiet_ms: int = 2500, timeout_ms: int = 90000) -> None:
@@ -26,7 +28,7 @@ def wait_until_idle(page, quiet_ms: int = 2500, timeout_ms: int = 90000) -> None
 
 def screenshot(url: str, out: str, width: int = 1400, height: int = 1000, full_page: bool = False) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(url)
         page.wait_for_selector('[data-testid="stMain"] [data-testid="stMarkdownContainer"]', timeout=60000)

@@ -10,12 +10,8 @@ does not work on these machines).
 from __future__ import annotations
 
 import functools
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +20,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 import compressor as cz
+from scripts.local_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SERVER_START_S = 60  # until /_stcore/health answers
 FIRST_RENDER_MS = 120_000  # first page of a fresh server: imports torch, loads the sample, runs the sweep
 RERUN_MS = 60_000  # one rerun after a widget change (digits-cnn, on a shared 2-core machine)
@@ -37,47 +30,14 @@ KEY_PRESSES = 8  # ArrowRight presses on the amount slider (5% stops: 50% -> 90%
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """A fresh `streamlit run app.py` on a free localhost port; its URL. Stopped (by its pid) at teardown."""
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="e2e_streamlit_", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "localhost", "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://localhost:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while not healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up on {url}; its log:\n{Path(log.name).read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with streamlit_server(SERVER_START_S) as (url, _):
+            yield url
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="module")
