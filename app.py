@@ -54,6 +54,8 @@ tour = [
     ("pages/5_Trade-offs.py", "📈 Trade-offs", "Every configuration you tried, as points: accuracy vs size vs latency, "
      "with the Pareto front."),
     ("pages/6_Export.py", "📦 Export", "Download the compressed file, its recipe and its report."),
+    ("pages/7_Distillation.py", "🎓 Distillation", "Train a small student to imitate the model (knowledge "
+     "distillation) and compare it with the same student trained on the labels alone."),
 ]
 cols = st.columns(3)
 for i, (page, label, text) in enumerate(tour):

@@ -3,6 +3,7 @@ import streamlit as st
 
 import compressor as cz
 from compressor.artifact import read_header
+from compressor.figures.distillation import training_of
 from compressor.figures.tradeoffs import describe_recipe
 from ui import cache, points
 from ui.display import format_bytes, latency_caption, metric_row, user_errors
@@ -25,6 +26,8 @@ st.markdown(
 )
 
 recorded = points.table(name)
+if not recorded.empty:  # students of the Distillation page come from training, not from a recipe of this model
+    recorded = recorded[recorded["recipe"].map(lambda text: training_of(text) is None)]
 source = st.radio("What to export", [RECORDED, PASTED], index=0 if len(recorded) else 1, key="export_source",
                   horizontal=True)
 if source == RECORDED and recorded.empty:

@@ -56,7 +56,7 @@ def test_overview_links_every_page(app):
     assert not app.exception
     links = [link.proto.page for link in app.get("page_link")]  # the URL path of each linked page
     pages = [path.stem.split("_", 1)[1] for path in (ROOT / "pages").glob("*.py")]  # "1_Pruning.py" -> "Pruning"
-    assert sorted(links) == sorted(pages) and len(pages) == 6
+    assert sorted(links) == sorted(pages) and len(pages) == 7
 
 
 def test_picker_choice_persists_across_pages(app):

@@ -203,3 +203,19 @@ def test_points_without_latency_are_kept_out_of_the_latency_views():
     at.session_state["trade_view"] = "Accuracy vs latency"
     at.run()
     assert "Quantization" not in {trace["name"] for trace in figure(at, 0)["data"]}
+
+
+def test_students_of_the_distillation_page_are_points_described_in_words():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/7_Distillation.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    shown = editor(at)
+    kd = shown[shown["label"].str.startswith("KD student w=0.4")]
+    assert kd["summary"].tolist() == ["KD student digits-mlp@width=0.4 (T=4, α=0.9, 20 epochs)"]
+    assert not kd["front"].isna().any()
+    hover = " ".join(" ".join(trace.get("hovertext") or trace.get("text") or []) for trace in figure(at, 0)["data"]
+                     if isinstance(trace.get("hovertext") or trace.get("text"), list))
+    assert "scratch student digits-mlp@width=0.4 (20 epochs)" in hover
+    at.switch_page("pages/6_Export.py").run()  # students are not recipes of the model: not offered for export
+    assert not at.exception and not at.error

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
+from compressor.figures.distillation import describe_training
 from compressor.figures.style import BASELINE, FRONT, SERIES, styled
 from compressor.recipe import Recipe
 from compressor.sweeps import pareto_front
@@ -101,7 +102,13 @@ DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def describe_recipe(recipe_json: str) -> str:
-    """A recipe in a few words: 'prune 80% (magnitude, per layer) → 4-bit affine per channel'."""
+    """A recipe in a few words: 'prune 80% (magnitude, per layer) → 4-bit affine per channel'.
+
+    A point of the Distillation page holds a trained student's record instead of a recipe: 'KD student …'.
+    """
+    student = describe_training(recipe_json)
+    if student is not None:
+        return student
     steps = Recipe.from_json(recipe_json).to_dict()["steps"]
     if not steps:
         return "baseline (no compression)"
@@ -109,7 +116,9 @@ def describe_recipe(recipe_json: str) -> str:
 
 
 def recipe_lines(recipe_json: str) -> str:
-    """The recipe JSON with one step per line (readable in a hover box)."""
+    """The recipe JSON with one step per line (readable in a hover box); a student's record as it is."""
+    if describe_training(recipe_json) is not None:
+        return recipe_json
     steps = Recipe.from_json(recipe_json).to_dict()["steps"]
     if not steps:
         return '{"steps": []}'
@@ -117,7 +126,7 @@ def recipe_lines(recipe_json: str) -> str:
 
 
 def is_baseline(recipe_json: str) -> bool:
-    return not Recipe.from_json(recipe_json).steps
+    return describe_training(recipe_json) is None and not Recipe.from_json(recipe_json).steps
 
 
 def hover_text(row: pd.Series | dict[str, Any]) -> str:
