@@ -5,7 +5,8 @@ import streamlit as st
 
 import compressor as cz
 from compressor.figures.pruning import amount_sweep, layer_changes, layer_removal, mask_heatmap, weight_histogram
-from ui import cache, points
+from compressor.figures.training import add_recovered, run_colour
+from ui import cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
 from ui.session import model_picker
@@ -41,9 +42,21 @@ def controls() -> cz.Prune:
     return cz.Prune(amount=amount, criterion=criterion, scope=scope, structured=structured, norm=norm)
 
 
-def build_recipe(step: cz.Prune) -> cz.Recipe:
-    """The recipe evaluated for a pruning step (the one place to add later steps, e.g. fine-tuning)."""
-    return cz.Recipe((step,))
+def build_recipe(step: cz.Prune, recovery: training.Recovery | None = None) -> cz.Recipe:
+    """The recipe evaluated for a pruning step: one shot; or then fine-tuned; or gradual (AGP) with the same epochs."""
+    if recovery is None:
+        return cz.Recipe((step,))
+    if recovery.gradual:
+        return cz.Recipe((training.gradual_step(step, recovery),))
+    return cz.Recipe((step, recovery.finetune))
+
+
+def recovery_runs(step: cz.Prune, recovery: training.Recovery) -> dict[str, cz.Recipe]:
+    """What the recovery section trains: fine-tuned, and with AGP chosen the gradual run too (one-shot vs both)."""
+    runs = {training.FINE_TUNED: build_recipe(step, dataclasses.replace(recovery, gradual=False))}
+    if recovery.gradual:
+        runs[training.GRADUAL] = build_recipe(step, recovery)
+    return runs
 
 
 def describe(step: cz.Prune) -> str:
@@ -52,6 +65,7 @@ def describe(step: cz.Prune) -> str:
 
 
 step = controls()
+recovery = training.recovery_controls("prune", "pruning", gradual=not step.structured)
 recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
     if step.structured and not channel_prunable(name):
@@ -62,8 +76,26 @@ baseline = cache.report(name, cache.recipe_key(cz.Recipe()))
 points.record(name, recipe_json, report, page="Pruning", label=describe(step))
 
 st.title("✂️ Pruning")
-metric_row(report)
-latency_caption(report)
+headline = st.container()
+recovered: dict[str, training.Result] = {}
+if recovery is not None:
+    st.subheader("🏋️ One-shot vs recovered")
+    st.markdown(
+        f"**Fine-tuning** trains the pruned model for {recovery.describe()} with its masks held, $w = m \\odot v$: "
+        "pruned weights stay exactly zero and get no gradient. **Gradual** pruning (AGP, Zhu & Gupta) instead "
+        "raises the sparsity one step per epoch, $s_t = s_f\\,(1 - (1 - t/n)^3)$, training in between."
+    )
+    recovered = training.recovery_section(
+        name, "prune", "Pruning", recovery_runs(step, recovery), report, baseline, recovery.finetune.epochs,
+        lambda label: f"{describe(step)}, {label} ({recovery.describe()})",
+    )
+shown_label = training.GRADUAL if recovery is not None and recovery.gradual else training.FINE_TUNED
+shown = recovered.get(shown_label)
+with headline:
+    if shown is not None:
+        training.showing(shown_label, shown, recovery, "the one-shot result")
+    metric_row(shown.report if shown is not None else report)
+    latency_caption(shown.report if shown is not None else report)
 
 left, right = st.columns([3, 2])
 with left:
@@ -71,8 +103,20 @@ with left:
     with user_errors():
         table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
     table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
-    st.plotly_chart(amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs), width="stretch",
-                    key="prune_sweep_chart")
+    figure = amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
+    if recovery is not None:
+        if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
+                     key="prune_ft_sweep",
+                     help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
+            ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
+            with user_errors():
+                curve = training.recovered_sweep(name, ft, "Training one model per amount")
+            label = training.GRADUAL if recovery.gradual else training.FINE_TUNED
+            add_recovered(figure, list(curve), list(curve.values()), f"{step.criterion}, {label}",
+                          run_colour(list(recovery_runs(step, recovery)).index(label)))  # its colour in the curves
+        for i, (label, result) in enumerate(recovered.items()):
+            add_recovered(figure, [step.amount], [result.report.accuracy], label, run_colour(i), current=True)
+    st.plotly_chart(figure, width="stretch", key="prune_sweep_chart")
     notes(report)
 with right:
     st.markdown(

@@ -5,8 +5,9 @@ import streamlit as st
 
 import compressor as cz
 from compressor.figures.quantization import bits_sweep, layer_error, levels_histogram
+from compressor.figures.training import add_recovered, run_colour
 from compressor.quantization import quantization_error, quantization_levels
-from ui import cache, points
+from ui import cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
 from ui.session import model_picker
@@ -40,9 +41,9 @@ def controls() -> cz.Quantize:
     return cz.Quantize(bits=bits, scheme=scheme, granularity=granularity, activations=activations)
 
 
-def build_recipe(step: cz.Quantize) -> cz.Recipe:
-    """The recipe evaluated for a quantization step (the one place to add later steps, e.g. fine-tuning)."""
-    return cz.Recipe((step,))
+def build_recipe(step: cz.Quantize, recovery: training.Recovery | None = None) -> cz.Recipe:
+    """The recipe evaluated for a quantization step: post-training (one shot), or then fine-tuned by QAT."""
+    return cz.Recipe((step,) if recovery is None else (step, recovery.finetune))
 
 
 def describe(step: cz.Quantize) -> str:
@@ -51,6 +52,7 @@ def describe(step: cz.Quantize) -> str:
 
 
 step = controls()
+recovery = training.recovery_controls("quant", "quantizing (QAT)")
 recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
     report = cache.report(name, recipe_json)
@@ -60,8 +62,26 @@ points.record(name, recipe_json, report, page="Quantization", label=describe(ste
 original = cache.sample(name).model
 
 st.title("🔢 Quantization")
-metric_row(report)
-latency_caption(report)
+headline = st.container()
+recovered: dict[str, training.Result] = {}
+if recovery is not None:
+    st.subheader("🏋️ Post-training vs quantization-aware training")
+    st.markdown(
+        f"**QAT** fine-tunes the quantized model for {recovery.describe()}: the forward pass uses the quantized "
+        "weights $Q(v)$ of fp32 latent weights $v$, the backward pass treats $Q$ as the identity (straight-through "
+        "estimator, $\\partial L/\\partial v = \\partial L/\\partial Q$), and the result is re-quantized on the grid "
+        "it is exported with. k-means layers keep each weight's cluster and train the shared values."
+    )
+    recovered = training.recovery_section(
+        name, "quant", "Quantization", {training.QAT: build_recipe(step, recovery)}, report, baseline,
+        recovery.finetune.epochs, lambda label: f"{describe(step)}, QAT ({recovery.describe()})", "post-training",
+    )
+shown = recovered.get(training.QAT)
+with headline:
+    if shown is not None:
+        training.showing("QAT", shown, recovery, "post-training quantization")
+    metric_row(shown.report if shown is not None else report)
+    latency_caption(shown.report if shown is not None else report)
 
 left, right = st.columns([3, 2])
 with left:
@@ -69,8 +89,18 @@ with left:
     with user_errors():
         table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
     table = table.assign(bits=list(grid))
-    st.plotly_chart(bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
-                               baseline.compressed_bytes), width="stretch", key="quant_sweep_chart")
+    figure = bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
+                        baseline.compressed_bytes)
+    if recovery is not None:
+        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
+                     help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
+            qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
+            with user_errors():
+                curve = training.recovered_sweep(name, qat, "Training one model per bit width")
+            add_recovered(figure, list(curve), list(curve.values()), "QAT curve", run_colour(0))
+        for i, (label, result) in enumerate(recovered.items()):
+            add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
+    st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
     notes(report)
 with right:
     st.markdown(

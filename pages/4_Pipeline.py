@@ -41,7 +41,8 @@ for number, entry in enumerate(steps, start=1):
     step_id = entry["id"]
     with st.container(border=True):
         head = st.columns([8, 1, 1, 1], vertical_alignment="center")
-        head[0].markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
+        title = head[0].empty()
+        title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
         head[1].button("↑", key=f"pipeline_up_{step_id}", on_click=editor.move, args=(step_id, -1),
                        disabled=number == 1, help="Move up")
         head[2].button("↓", key=f"pipeline_down_{step_id}", on_click=editor.move, args=(step_id, 1),
@@ -49,12 +50,13 @@ for number, entry in enumerate(steps, start=1):
         head[3].button("✕", key=f"pipeline_remove_{step_id}", on_click=editor.remove, args=(step_id,), help="Remove")
         with user_errors():
             editor.edit(entry)
+        title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
 
 recipe = editor.recipe()
 recipe_json = cache.recipe_key(recipe)
 
 st.subheader("What each stage does")
-with user_errors():
+with user_errors(), st.spinner("Running the recipe (steps that train take a few seconds the first time)…"):
     report = cache.report(name, recipe_json)
     stages = pipeline_cache.stages(name, recipe_json)
 if recipe.steps:

@@ -126,3 +126,153 @@ def test_every_layer_can_be_inspected(model):
         at.selectbox(key="prune_layer").set_value(layer).run()
         assert not at.exception
         assert chart(at, "prune_hist_chart")["layout"]["title"]["text"].startswith(f"Weights of {layer}")
+
+
+# ---------------------------------------------------------------- recovery: fine-tuning, AGP, stopping
+
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException  # noqa: E402
+
+import ui.training  # noqa: E402
+
+LR = ui.training.DEFAULT_LR
+
+
+def expected_recipe(model: str, recipe: cz.Recipe) -> cz.Report:
+    """The core's report of the full recipe (fine-tuning included), computed here independently of the page."""
+    sample = cz.load_sample(model)
+    return cz.evaluate(cz.compress(sample.model, recipe, sample.data), sample.data, baseline=sample.model, latency=None,
+                       recipe=recipe.to_dict())
+
+
+def agp(amount: float, epochs: int = 5, lr: float = LR) -> cz.Prune:
+    """What the page's "gradual (AGP)" option means: one pruning step per epoch, the fine-tune's epochs in all."""
+    return cz.Prune(amount=amount, schedule="agp", steps=epochs, epochs_per_step=1, lr=lr, batch_size=64, seed=0)
+
+
+def comparison(at: AppTest) -> dict[str, dict]:
+    table = next(d.value for d in at.dataframe if "vs one-shot" in d.value.columns)
+    return {row["model"]: row for row in table.to_dict("records")}
+
+
+def test_fine_tuning_shows_what_the_core_gives_for_the_same_recipe():
+    at = open_page()
+    at.toggle(key="prune_finetune").set_value(True).run()
+    tuned = expected_recipe("digits-mlp", cz.Recipe((cz.Prune(amount=0.5), cz.Finetune(epochs=5, lr=LR))))
+    assert_shows(at, tuned)
+    rows = comparison(at)
+    one_shot = expected("digits-mlp", cz.Prune(amount=0.5))
+    assert rows["one-shot"]["accuracy"] == f"{one_shot.accuracy:.1%}"
+    assert rows["fine-tuned"]["vs one-shot"] == f"{100 * (tuned.accuracy - one_shot.accuracy):+.1f} pts"
+    at.select_slider(key="prune_amount").set_value(0.9)
+    at.select_slider(key="prune_ft_epochs").set_value(3)
+    at.select_slider(key="prune_ft_lr").set_value(1e-3).run()
+    recipe = cz.Recipe((cz.Prune(amount=0.9), cz.Finetune(epochs=3, lr=1e-3)))
+    tuned = expected_recipe("digits-mlp", recipe)
+    assert_shows(at, tuned)
+    assert tuned.accuracy > expected("digits-mlp", cz.Prune(amount=0.9)).accuracy + 0.1  # recovery is visible
+    point = at.session_state[POINTS][("digits-mlp", recipe.to_json(indent=None))]
+    assert point["page"] == "Pruning" and point["accuracy"] == tuned.accuracy and "fine-tuned" in point["label"]
+    curves = {t["name"]: t for t in chart(at, "prune_ft_curves")["data"]}
+    assert curves["fine-tuned (test)"]["x"] == [1.0, 2.0, 3.0]
+    assert curves["fine-tuned (test)"]["y"][-1] == pytest.approx(tuned.accuracy)
+    sweep = {t["name"]: t for t in chart(at, "prune_sweep_chart")["data"]}
+    assert (sweep["fine-tuned"]["x"], sweep["fine-tuned"]["y"]) == ([0.9], [tuned.accuracy])
+    at.toggle(key="prune_finetune").set_value(False).run()
+    assert_shows(at, expected("digits-mlp", cz.Prune(amount=0.9)))
+    assert not any("vs one-shot" in d.value.columns for d in at.dataframe)
+
+
+def test_gradual_agp_is_offered_for_unstructured_pruning_and_compared_with_both():
+    at = open_page()
+    at.select_slider(key="prune_amount").set_value(0.9)
+    at.toggle(key="prune_finetune").set_value(True).run()
+    at.radio(key="prune_ft_schedule").set_value("gradual").run()
+    gradual = expected_recipe("digits-mlp", cz.Recipe((agp(0.9),)))
+    assert_shows(at, gradual)
+    rows = comparison(at)
+    assert list(rows) == ["one-shot", "fine-tuned", "gradual (AGP)"]
+    assert rows["gradual (AGP)"]["accuracy"] == f"{gradual.accuracy:.1%}"
+    tuned = expected_recipe("digits-mlp", cz.Recipe((cz.Prune(amount=0.9), cz.Finetune(epochs=5, lr=LR))))
+    assert rows["fine-tuned"]["accuracy"] == f"{tuned.accuracy:.1%}"
+    sparsity = next(t for t in chart(at, "prune_ft_curves")["data"] if t["name"] == "gradual (AGP) (test)")["text"]
+    assert sparsity[0] != sparsity[-1] == "sparsity 90%"  # the schedule raises it step by step
+    at.toggle(key="prune_structured").set_value(True).run()  # AGP is unstructured only: the option is disabled
+    assert not at.exception and at.radio(key="prune_ft_schedule").disabled
+    assert_shows(at, expected_recipe("digits-mlp", cz.Recipe((cz.Prune(amount=0.9, structured=True),
+                                                              cz.Finetune(epochs=5, lr=LR)))))
+
+
+def test_a_fine_tuned_sweep_is_asked_for_separately():
+    at = open_page()
+    at.toggle(key="prune_finetune").set_value(True).run()
+    at.select_slider(key="prune_ft_epochs").set_value(2).run()
+    assert "magnitude, fine-tuned" not in {t["name"] for t in chart(at, "prune_sweep_chart")["data"]}
+    at.toggle(key="prune_ft_sweep").set_value(True).run()
+    assert not at.exception
+    curve = next(t for t in chart(at, "prune_sweep_chart")["data"] if t["name"] == "magnitude, fine-tuned")
+    assert curve["x"] == [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    tuned = expected_recipe("digits-mlp", cz.Recipe((cz.Prune(amount=0.8), cz.Finetune(epochs=2, lr=LR))))
+    assert curve["y"][6] == tuned.accuracy
+
+
+class Interrupt:
+    """Stands in for the progress bar once: its next update raises Streamlit's interrupt, as a click on any
+    widget (here: Stop) makes the next st call of a running script raise."""
+
+    def progress(self, *args, **kwargs):
+        raise StopException()
+
+
+@pytest.fixture
+def interrupted_after_two_epochs(monkeypatch):
+    """The first training run's progress callback meets Streamlit's interrupt after epoch 2.
+
+    AppTest cannot click a button while a run is going on (each run finishes before the test acts), so the
+    interrupt is raised where Streamlit raises it (inside the callback's st call) and the Stop button's on_click
+    is done by hand (`stop_clicked`); the rest, stopping the trainer and keeping the partial model, is the page's."""
+    ui.training.finished_runs().clear()
+    original, fired = ui.training._Live.__call__, []
+
+    def call(self, fraction, history):
+        if len(history) == 2 and not fired:
+            fired.append(True)
+            self.bar = Interrupt()
+        original(self, fraction, history)
+
+    monkeypatch.setattr(ui.training._Live, "__call__", call)
+    yield fired
+    ui.training.finished_runs().clear()
+
+
+def stop_clicked(at: AppTest) -> None:
+    at.session_state["prune_ft_stop_clicked"] = True  # what the Stop button's on_click does
+
+
+def test_stop_keeps_the_model_trained_so_far(interrupted_after_two_epochs):
+    at = open_page()
+    at.toggle(key="prune_finetune").set_value(True).run()  # this run is cut short after epoch 2
+    assert interrupted_after_two_epochs and not at.exception
+    stop_clicked(at)
+    at.run()
+    assert not at.exception and not at.error
+    assert "stopped after 2 of 5 epochs" in at.warning[0].value
+    partial = cz.Recipe((cz.Prune(amount=0.5), cz.Finetune(epochs=2, lr=LR)))  # the same batches, in the same order
+    assert_shows(at, expected_recipe("digits-mlp", partial))
+    assert comparison(at)["fine-tuned (stopped)"]["training"].startswith("2 of 5 epochs")
+    full = cz.Recipe((cz.Prune(amount=0.5), cz.Finetune(epochs=5, lr=LR))).to_json(indent=None)
+    assert ("digits-mlp", full) not in at.session_state[POINTS]  # a partial model is not a configuration
+    at.run()  # any later rerun still shows the stopped result
+    assert "stopped after 2" in at.warning[0].value
+    at.button(key="prune_ft_again").click().run()
+    assert not at.warning
+    assert_shows(at, expected_recipe("digits-mlp", cz.Recipe.from_json(full)))
+    assert ("digits-mlp", full) in at.session_state[POINTS]
+
+
+def test_an_interrupt_by_another_widget_just_reruns_with_its_setting(interrupted_after_two_epochs):
+    at = open_page()
+    at.toggle(key="prune_finetune").set_value(True).run()
+    assert interrupted_after_two_epochs
+    at.select_slider(key="prune_amount").set_value(0.8).run()  # no Stop click: the partial run is dropped
+    assert not at.exception and not at.warning
+    assert_shows(at, expected_recipe("digits-mlp", cz.Recipe((cz.Prune(amount=0.8), cz.Finetune(epochs=5, lr=LR)))))

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 import compressor as cz
@@ -127,3 +128,56 @@ def test_a_failing_configuration_shows_an_error_not_a_traceback(monkeypatch):
     at.toggle(key="quant_activations").set_value(True).run()
     assert not at.exception
     assert "bits=2 is not supported" in at.error[0].value
+
+
+# ---------------------------------------------------------------- recovery: quantization-aware training
+
+import ui.training  # noqa: E402
+
+LR = ui.training.DEFAULT_LR
+
+
+def expected_recipe(model: str, recipe: cz.Recipe) -> cz.Report:
+    """The core's report of the full recipe (QAT included), computed here independently of the page."""
+    sample = cz.load_sample(model)
+    return cz.evaluate(cz.compress(sample.model, recipe, sample.data), sample.data, baseline=sample.model, latency=None,
+                       recipe=recipe.to_dict())
+
+
+def test_qat_shows_what_the_core_gives_for_the_same_recipe():
+    at = open_page()
+    at.slider(key="quant_bits").set_value(2)
+    at.radio(key="quant_scheme").set_value("symmetric")
+    at.radio(key="quant_granularity").set_value("channel")
+    at.toggle(key="quant_finetune").set_value(True).run()
+    step = cz.Quantize(bits=2, scheme="symmetric", granularity="channel")
+    qat = expected_recipe("digits-mlp", cz.Recipe((step, cz.Finetune(epochs=5, lr=LR))))
+    assert_shows(at, qat)
+    ptq = expected("digits-mlp", step)
+    assert qat.accuracy > ptq.accuracy + 0.1  # 2-bit weights: QAT wins a lot back
+    table = next(d.value for d in at.dataframe if "vs post-training" in d.value.columns)
+    assert table["accuracy"].tolist() == [f"{ptq.accuracy:.1%}", f"{qat.accuracy:.1%}"]
+    assert any("straight-through" in m.value for m in at.markdown)
+    sweep = {t["name"]: t for t in chart(at, "quant_sweep_chart")["data"]}
+    assert (sweep["QAT"]["x"], sweep["QAT"]["y"]) == ([2], [qat.accuracy])
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{qat.accuracy:.1%}"
+    curves = {t["name"]: t for t in chart(at, "quant_ft_curves")["data"]}
+    assert curves["QAT (test)"]["y"][-1] == pytest.approx(qat.accuracy)
+    point = at.session_state[POINTS][("digits-mlp", cz.Recipe((step, cz.Finetune(epochs=5, lr=LR))).to_json(indent=None))]
+    assert point["label"] == "quantize 2-bit symmetric, per channel, QAT (5 epochs, lr 0.003)"
+
+
+def test_qat_of_k_means_on_a_cnn_and_the_qat_sweep():
+    at = open_page("digits-cnn")
+    at.radio(key="quant_method").set_value("kmeans")
+    at.slider(key="quant_bits").set_value(2)
+    at.toggle(key="quant_finetune").set_value(True).run()
+    at.select_slider(key="quant_ft_epochs").set_value(2).run()
+    step = cz.Quantize(bits=2, method="kmeans")
+    assert_shows(at, expected_recipe("digits-cnn", cz.Recipe((step, cz.Finetune(epochs=2, lr=LR)))))
+    at.toggle(key="quant_ft_sweep").set_value(True).run()
+    assert not at.exception
+    curve = next(t for t in chart(at, "quant_sweep_chart")["data"] if t["name"] == "QAT curve")
+    assert curve["x"] == list(range(1, 9))
+    three = expected_recipe("digits-cnn", cz.Recipe((cz.Quantize(bits=3, method="kmeans"), cz.Finetune(epochs=2, lr=LR))))
+    assert curve["y"][2] == three.accuracy

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from compressor import LowRank, Prune, Quantize, Recipe
+from compressor import Finetune, LowRank, Prune, Quantize, Recipe
 from compressor.pruning import CRITERIA, MAX_AMOUNT, SCOPES
 from compressor.quantization import GRANULARITIES, METHODS, SCHEMES
-from compressor.recipe import Step
+from compressor.recipe import AGP_DEFAULTS, Step
 
 PREFIX = "pipeline"  # every key of the Pipeline page starts with it
 STEPS = f"{PREFIX}_steps"  # the recipe being edited: list of {"id": int, "step": Step}
@@ -33,8 +33,23 @@ def _index(options: tuple, value: object) -> int:
     return options.index(value) if value in options else 0
 
 
+LR_CHOICES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # fine-tuning step sizes offered (a loaded recipe's own value is added)
+BATCH_SIZES = (16, 32, 64, 128, 256)
+SCHEDULES = {"one-shot": "one shot", "agp": "gradual (AGP)"}
+
+
+def _with(options: tuple, value: object) -> tuple:
+    """The options, plus a loaded recipe's value if it is not one of them (so it shows, and stays, as loaded)."""
+    return options if value in options else tuple(sorted((*options, value)))
+
+
+def lr_select(container, key: str, value: float, help: str = "Adam step size.") -> float:
+    return container.select_slider("Learning rate", _with(LR_CHOICES, value), value=value, key=key,
+                                   format_func=lambda v: f"{v:g}", help=help)
+
+
 def prune_form(step: Prune, key: str) -> Prune:
-    """Amount, criterion, scope, structured."""
+    """Amount, criterion, scope, structured; the schedule (one shot, or gradual AGP with its steps and training)."""
     cols = st.columns([3, 2, 2, 2])
     amount = cols[0].slider("Amount removed", 0.0, MAX_AMOUNT, float(step.amount), 0.01, format="%.2f",
                             key=f"{key}_amount", help="Fraction of the weights (or channels, when structured) set to zero.")
@@ -44,8 +59,39 @@ def prune_form(step: Prune, key: str) -> Prune:
                           help="layer: every layer loses the amount; global: one threshold across layers.")
     structured = cols[3].toggle("Structured", step.structured, key=f"{key}_structured",
                                 help="Remove whole neurons / channels: the layers really shrink.")
+    cols = st.columns([3, 2, 2, 2])
+    schedules = tuple(SCHEDULES)
+    schedule = cols[0].radio(
+        "Schedule", schedules, _index(schedules, step.schedule or "one-shot"), format_func=SCHEDULES.get,
+        key=f"{key}_schedule", horizontal=True, disabled=structured,
+        help="Gradual (AGP, Zhu & Gupta): prune to s_k = s_f(1 − (1 − k/n)³) at step k = 1…n, fine-tuning after each "
+             "step (needs training data; unstructured only).",
+    )
+    agp = dict.fromkeys(AGP_DEFAULTS)  # one shot: every schedule key left out
+    if schedule == "agp" and not structured:
+        shown = step.agp_settings() if step.schedule == "agp" else {**AGP_DEFAULTS, "lr": 3e-3}
+        shown["steps"] = cols[1].number_input("Pruning steps n", 1, 50, int(shown["steps"]), key=f"{key}_agp_steps")
+        shown["epochs_per_step"] = cols[2].number_input("Epochs per step", 1, 20, int(shown["epochs_per_step"]),
+                                                        key=f"{key}_agp_epochs")
+        shown["lr"] = lr_select(cols[3], f"{key}_agp_lr", float(shown["lr"]), "Adam step size of the fine-tuning.")
+        # a key the step left out stays out while it holds the default, so a loaded recipe saves back as written
+        agp = {name: None if getattr(step, name) is None and value == AGP_DEFAULTS[name] else value
+               for name, value in shown.items()}
     return dataclasses.replace(step, amount=amount, criterion=criterion, scope=scope, structured=structured,
-                               norm=step.norm if structured else 2)
+                               norm=step.norm if structured else 2,
+                               schedule="agp" if schedule == "agp" and not structured else None, **agp)
+
+
+def finetune_form(step: Finetune, key: str) -> Finetune:
+    """Epochs, learning rate, batch size (seed and layers kept as loaded)."""
+    cols = st.columns([3, 3, 2])
+    epochs = cols[0].slider("Epochs", 1, 30, int(step.epochs), key=f"{key}_epochs", help="Passes over the training split.")
+    lr = lr_select(cols[1], f"{key}_lr", float(step.lr))
+    batch_size = cols[2].selectbox("Batch size", _with(BATCH_SIZES, step.batch_size),
+                                   _with(BATCH_SIZES, step.batch_size).index(step.batch_size), key=f"{key}_batch_size")
+    st.caption("Trains on the training split with the compression so far held: pruned weights stay zero, uniform "
+               "layers train by QAT (straight-through estimator), k-means layers train their shared values.")
+    return dataclasses.replace(step, epochs=epochs, lr=lr, batch_size=batch_size)
 
 
 def quantize_form(step: Quantize, key: str) -> Quantize:
@@ -99,13 +145,23 @@ def _where(step: Step) -> str:
 
 def describe_prune(step: Prune) -> str:
     what = "channels" if step.structured else "weights"
-    return f"prune {step.amount:.0%} of {what}, {step.criterion}, {step.scope}{_where(step)}"
+    gradual = ""
+    if step.schedule == "agp":
+        agp = step.agp_settings()
+        gradual = f", gradual (AGP {agp['steps']} steps × {agp['epochs_per_step']} epochs, lr {agp['lr']:g})"
+    return f"prune {step.amount:.0%} of {what}, {step.criterion}, {step.scope}{gradual}{_where(step)}"
 
 
 def describe_quantize(step: Quantize) -> str:
     grid = "k-means" if step.method == "kmeans" else f"{step.scheme} per-{step.granularity}"
     extra = " + 8-bit activations" if step.activations else ""
     return f"quantize {step.bits}-bit {grid}{extra}{_where(step)}"
+
+
+def describe_finetune(step: Finetune) -> str:
+    seed = f", seed {step.seed}" if step.seed else ""
+    return (f"fine-tune {step.epochs} epoch{'s' if step.epochs > 1 else ''}, lr {step.lr:g}, "
+            f"batch {step.batch_size}{seed}{_where(step)}")
 
 
 def describe_low_rank(step: LowRank) -> str:
@@ -135,6 +191,7 @@ STEP_KINDS: dict[str, StepKind] = {
     "prune": StepKind("✂️ Prune", lambda: Prune(amount=0.5), prune_form, describe_prune),
     "quantize": StepKind("🔢 Quantize", lambda: Quantize(bits=8), quantize_form, describe_quantize),
     "low_rank": StepKind("🧮 Low-rank", lambda: LowRank(rank_ratio=0.5), low_rank_form, describe_low_rank),
+    "finetune": StepKind("🏋️ Fine-tune", lambda: Finetune(epochs=5, lr=3e-3), finetune_form, describe_finetune),
 }
 
 
@@ -162,6 +219,13 @@ def describe(step: Step) -> str:
 PRESETS: dict[str, Recipe] = {
     "Deep Compression: prune 90% → quantize 5-bit k-means": Recipe((
         Prune(amount=0.9, scope="global"), Quantize(bits=5, method="kmeans"),
+    )),
+    # benchmarks/bench_recovery.py's recipe (seed 0): ≥ 30× smaller exported file, ≤ 1 point drop on digits-mlp
+    "Deep Compression with fine-tuning: prune 94% (AGP) → fine-tune → 4-bit k-means → fine-tune": Recipe((
+        Prune(amount=0.94, scope="global", schedule="agp", steps=8, epochs_per_step=3, lr=3e-3, seed=0),
+        Finetune(epochs=10, lr=3e-3, seed=0),
+        Quantize(bits=4, method="kmeans"),
+        Finetune(epochs=5, lr=1e-3, seed=0),
     )),
     "Prune 70% → 4-bit symmetric per-channel": Recipe((
         Prune(amount=0.7), Quantize(bits=4, scheme="symmetric", granularity="channel"),
