@@ -64,6 +64,14 @@ PAGES = {
         "pages/2_Quantization.py", lambda at, v: at.slider(key="quant_bits").set_value(v),
         (5, 6, 3, 8, 2),
     ),
+    "Low-rank": SliderPage(
+        "pages/3_Low-rank.py", lambda at, v: at.slider(key="lowrank_ratio").set_value(v),
+        (0.3, 0.7, 0.2, 0.4, 0.6),
+    ),
+    "Pipeline": SliderPage(
+        "pages/4_Pipeline.py", lambda at, v: at.slider(key="pipeline_0_amount").set_value(v),
+        (0.5, 0.7, 0.8, 0.95, 0.6),
+    ),
 }
 
 
