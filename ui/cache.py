@@ -21,9 +21,17 @@ def sample(name: str) -> cz.Sample:
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def compressed(name: str, recipe_json: str) -> nn.Module:
-    """The compressed model (shared between sessions: read it, never change it)."""
+    """The compressed model (shared between sessions: read it, never change it).
+
+    Built by applying the last step to the cached model of the recipe without it, so every prefix of a
+    recipe is computed once: the Pipeline page's stages are these same models.
+    """
     s = sample(name)
-    return cz.compress(s.model, cz.Recipe.from_json(recipe_json), s.data)
+    recipe = cz.Recipe.from_json(recipe_json)
+    if not recipe.steps:
+        return cz.compress(s.model, recipe, s.data)
+    before = compressed(name, recipe_key(recipe.steps[:-1]))
+    return cz.compress(before, recipe.steps[-1], s.data)  # a new model carrying the whole recipe
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -5,7 +5,6 @@ import pandas as pd
 import streamlit as st
 
 import compressor as cz
-from compressor.pipeline import compress_stages
 from ui import cache
 from ui.pipeline_editor import describe
 
@@ -22,8 +21,9 @@ def stages(name: str, recipe_json: str) -> pd.DataFrame:
         _row("fp32", "uncompressed, 4 bytes per parameter", packed, packed.baseline_dense_bytes),
         _row("packed", "exported losslessly (no step yet)", packed, packed.compressed_bytes),
     ]
-    for i, model in enumerate(compress_stages(s.model, recipe, s.data), start=1):
+    for i in range(1, len(recipe.steps) + 1):
         prefix = cz.Recipe(recipe.steps[:i])
+        model = cache.compressed(name, cache.recipe_key(prefix))  # shared with the page's report: trained once
         report = cz.evaluate(model, s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
         rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", describe(recipe.steps[i - 1]), report,
                          report.compressed_bytes))
