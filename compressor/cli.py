@@ -83,10 +83,12 @@ def format_report(report: Report) -> str:
     """The report as text for a terminal."""
     lines = [report.summary_frame().to_string(float_format=lambda v: f"{v:,.4g}"), ""]
     lines.append(f"compression ratio: {report.compression_ratio:.1f}× (fp32 baseline bytes / exported file bytes)")
-    if report.speedup is not None:
+    if report.latency_ms is not None:
+        flushed = "denormals flushed" if report.denormals_flushed else "denormals not flushed"
+        ratio = f"; speedup {report.speedup:.2f}×" if report.speedup is not None else ""
         lines.append(
-            f"latency: median of {report.latency_runs} runs, batch {report.batch_size}, {report.threads} thread(s); "
-            f"speedup {report.speedup:.2f}×"
+            f"latency: median of {report.latency_runs} runs, batch {report.batch_size}, {report.threads} thread(s), "
+            f"{flushed}{ratio}"
         )
     lines += [f"note: {note}" for note in report.notes]
     lines += ["", report.to_frame().to_string(index=False)]

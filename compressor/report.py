@@ -2,6 +2,8 @@
 accuracy on held-out data, size as the bytes of the exported file, latency timed on this machine."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,10 +44,13 @@ class Report:
     latency_spread_ms: float | None  # interquartile range
     baseline_latency_ms: float | None
     baseline_latency_spread_ms: float | None
-    speedup: float | None  # baseline_latency_ms / latency_ms
+    speedup: float | None  # baseline_latency_ms / latency_ms; None when not timed or the model is the baseline
     batch_size: int | None
     threads: int | None
     latency_runs: int | None
+    denormals_flushed: bool | None  # subnormal floats treated as zero while timing, as deployment runtimes do
+    subnormal_params: int  # parameters holding a subnormal float (non-zero, |x| < 1.18e-38)
+    baseline_subnormal_params: int
     test_examples: int
     layers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # plain-language caveats: where a technique gives no speedup
@@ -106,12 +111,21 @@ def evaluate(
     """Measure `model` against `baseline` (default: itself) on the held-out split.
 
     With labels, accuracy is against them; without, "agreement" is the share of the baseline's predictions
-    the model reproduces. latency=None skips timing (the report's latency fields are then None).
+    the model reproduces. latency=None skips timing (the report's latency fields are then None). A model
+    against itself or an unchanged copy is timed once and gets no speedup: there is no ratio to state.
+    Timing flushes denormals (see `latency.py`); the notes say so when either model holds subnormal weights.
+    The models are switched to eval mode for the measurement and left in their own modes afterwards.
     recipe=None takes the recipe the model carries from `compress`, as `export` does, so sizes agree.
     """
     recipe = recipe if recipe is not None else recipe_of(model)
     baseline = model if baseline is None else baseline
-    model.eval(), baseline.eval()
+    with _eval_mode(model, baseline):
+        return _measure(model, data, baseline, latency, recipe)
+
+
+def _measure(
+    model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig | None, recipe: dict[str, Any] | None
+) -> Report:
     test: Split = data.test
     reference = predictions(baseline, test.X)
     pred = reference if model is baseline else predictions(model, test.X)
@@ -125,10 +139,14 @@ def evaluate(
     table = _layer_table(costs, artifact.layer_bytes)
     own = totals(costs)
 
-    timing = {}
+    lat = base_lat = None
     if latency is not None:
-        timing = measure_latency({"model": model, "baseline": baseline}, test.X, latency)
-    lat, base_lat = timing.get("model"), timing.get("baseline")
+        same = same_model(model, baseline)  # timed once: a model against itself has no ratio
+        timing = measure_latency({"model": model} if same else {"model": model, "baseline": baseline}, test.X, latency)
+        lat = timing["model"]
+        base_lat = lat if same else timing["baseline"]
+    speedup = None if lat is None or lat is base_lat else base_lat.median_ms / lat.median_ms
+    subnormal, base_subnormal = subnormal_count(model), subnormal_count(baseline)
     return Report(
         metric=metric,
         accuracy=accuracy,
@@ -150,15 +168,52 @@ def evaluate(
         latency_spread_ms=lat and lat.spread_ms,
         baseline_latency_ms=base_lat and base_lat.median_ms,
         baseline_latency_spread_ms=base_lat and base_lat.spread_ms,
-        speedup=lat and base_lat.median_ms / lat.median_ms,
+        speedup=speedup,
         batch_size=lat and lat.batch_size,
         threads=lat and lat.threads,
         latency_runs=lat and lat.runs,
+        denormals_flushed=lat and lat.denormals_flushed,
+        subnormal_params=subnormal,
+        baseline_subnormal_params=base_subnormal,
         test_examples=len(test),
         layers=table,
-        notes=_notes(table, own, base_totals, lat and base_lat.median_ms / lat.median_ms),
+        notes=_notes(table, own, base_totals, speedup) + _subnormal_notes(subnormal, base_subnormal, lat),
         recipe=recipe,
     )
+
+
+@contextmanager
+def _eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Every module of `models` in eval mode inside the block, and back in its own train/eval mode after."""
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def same_model(a: nn.Module, b: nn.Module) -> bool:
+    """True when `a` is `b` or an unchanged copy of it: same architecture and equal parameters and buffers."""
+    if a is b:
+        return True
+    if repr(a) != repr(b):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa
+    )
+
+
+def subnormal_count(model: nn.Module) -> int:
+    """Floating-point parameters holding a subnormal value: non-zero and smaller in magnitude than finfo.tiny."""
+    count = 0
+    for p in model.parameters():
+        if p.is_floating_point():
+            count += int(((p != 0) & (p.abs() < torch.finfo(p.dtype).tiny)).sum())
+    return count
 
 
 def _layer_table(costs, layer_bytes: dict[str, int]) -> list[dict[str, Any]]:
@@ -196,3 +251,18 @@ def _notes(table: list[dict[str, Any]], own: dict, base: dict, speedup: float | 
     if speedup is not None:
         notes.append(f"Measured speedup on this machine: {speedup:.2f}× (below 1 means slower).")
     return notes
+
+
+def _subnormal_notes(own: int, base: int, lat) -> list[str]:
+    """Say so when weights hold subnormal floats: on many CPUs they slow dense kernels down tenfold."""
+    if not own and not base:
+        return []
+    which = f"{own:,} subnormal weights" if own == base or not base else (
+        f"{own:,} subnormal weights (baseline: {base:,})" if own else f"no subnormal weights (baseline: {base:,})")
+    timing = "" if lat is None else (
+        " Latency was timed with denormals flushed to zero, as deployment runtimes do, so they do not inflate it."
+        if lat.denormals_flushed else " This CPU cannot flush denormals: they may inflate the latency measured here.")
+    return [
+        f"The model has {which}: non-zero values below 1.2e-38, typically dead channels after weight decay. "
+        f"Many CPUs compute on them ten times slower unless denormals are flushed to zero.{timing}"
+    ]

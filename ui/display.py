@@ -35,7 +35,7 @@ def metric_row(report: Report) -> None:
         cols[2].metric(
             "Latency", f"{report.latency_ms:.3f} ms", delta, delta_color=colour,
             help=f"Median of {report.latency_runs} runs, batch {report.batch_size}, {report.threads} thread(s), "
-            f"on this server; baseline {report.baseline_latency_ms:.3f} ms.",
+            f"{flushed_text(report)}, on this server; baseline {report.baseline_latency_ms:.3f} ms.",
         )
     else:
         cols[2].metric("Latency", "not timed")
@@ -51,11 +51,19 @@ def metric_row(report: Report) -> None:
     )
 
 
+def flushed_text(report: Report) -> str:
+    """How subnormal floats were treated while timing, in a few words."""
+    return "denormals flushed to zero" if report.denormals_flushed else "denormals not flushed (unsupported CPU)"
+
+
 def latency_caption(report: Report) -> None:
+    """How latency was timed; the speedup only where there is a ratio (not for the baseline against itself)."""
     if report.latency_ms is not None:
+        ratio = f" (speedup {report.speedup:.2f}×)" if report.speedup is not None else ""
         st.caption(
             f"Latency: median of {report.latency_runs} timed runs after warm-up, batch {report.batch_size}, "
-            f"{report.threads} thread(s), measured on this server (speedup {report.speedup:.2f}×)."
+            f"{report.threads} thread(s), {flushed_text(report)} as deployment runtimes do, measured on this "
+            f"server{ratio}."
         )
 
 
