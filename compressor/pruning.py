@@ -14,7 +14,7 @@ uniform grid or stored by the sparse mask (see `WeightQuant`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from compressor.validation import check_choice, check_fraction, check_int
 MAX_AMOUNT = 0.99  # keep some weights: an all-zero layer outputs a constant (global scope, like torch, can still)
 SCOPES = ("layer", "global")
 OVERRIDE_KEYS = ("amount", "criterion")
+TAYLOR_BATCH = 8  # examples per Taylor mini-batch; see TaylorImportance for why (32 batches of 256 calibration examples)
 
 
 class Importance(Protocol):
@@ -45,13 +46,21 @@ class MagnitudeImportance:
 
 
 class TaylorImportance:
-    """|w · ∂L/∂w|: first-order Taylor estimate of how much the loss changes when w is set to 0.
+    """(w · ∂L_b/∂w)² averaged over mini-batches b: the loss change when w is set to 0, to first order.
 
-    L(w = 0) − L(w) ≈ −w · ∂L/∂w (Molchanov et al., 2017/2019); L is the mean cross-entropy over `data`,
-    with the model's own predictions as labels when `data.y` is None.
+    L_b(w = 0) − L_b(w) ≈ −w · ∂L_b/∂w on mini-batch b; squaring before averaging over batches (Molchanov et
+    al., 2019, "Importance Estimation for Neural Network Pruning") keeps what a weight matters on each batch.
+    Averaging the gradient over all the data first would not: at a trained model the mean gradient nearly
+    cancels, and that score (|w · mean g|) was mostly noise, keeping 10.6% accuracy on digits-cnn at 70%
+    per-layer pruning where magnitude keeps 80.9%. L_b is the mean cross-entropy on the batch, with the model's
+    own predictions as labels when `data.y` is None.
+
+    Small batches make the estimate: with one batch of all 256 calibration examples the score ranks like the
+    old one; measured on the samples at 70% per-layer, batches of 8 keep 97.0% (digits-mlp) and 89.8%
+    (digits-cnn), of 32 91.1% and 50.0%, of 1 96.9% and 75.0% (README, "Pruning criteria").
     """
 
-    def __init__(self, data: Split | None, batch_size: int = 256) -> None:
+    def __init__(self, data: Split | None, batch_size: int = TAYLOR_BATCH) -> None:
         if data is None:
             raise ValueError("criterion='taylor' needs data (a compressor.data.Split, labels optional); got none")
         if not isinstance(data, Split):
@@ -61,8 +70,7 @@ class TaylorImportance:
 
     def scores(self, model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
         weights = {name: layer.weight for name, layer in layers.items()}
-        grads = loss_gradients(model, weights, self.data, self.batch_size)
-        return {name: (w.detach() * grads[name]).abs() for name, w in weights.items()}
+        return taylor_scores(model, weights, self.data, self.batch_size)
 
 
 class RandomImportance:
@@ -83,11 +91,23 @@ CRITERIA: dict[str, Callable[[Split | None, int], Importance]] = {  # name -> fa
 }
 
 
-def loss_gradients(
-    model: nn.Module, weights: Mapping[str, nn.Parameter], data: Split, batch_size: int = 256
+def taylor_scores(
+    model: nn.Module, weights: Mapping[str, nn.Parameter], data: Split, batch_size: int = TAYLOR_BATCH
 ) -> dict[str, torch.Tensor]:
-    """∂L/∂w for each weight, L = mean cross-entropy over all of `data`, accumulated batch by batch."""
-    grads = {name: torch.zeros_like(w) for name, w in weights.items()}
+    """Mean over mini-batches b of (w · ∂L_b/∂w)², elementwise, for each weight (Molchanov et al., 2019)."""
+    totals = {name: torch.zeros_like(w, requires_grad=False) for name, w in weights.items()}
+    batches = 0
+    for grads in batch_gradients(model, weights, data, batch_size):
+        for name, w in weights.items():
+            totals[name] += (w.detach() * grads[name]).square()
+        batches += 1
+    return {name: total / batches for name, total in totals.items()}
+
+
+def batch_gradients(
+    model: nn.Module, weights: Mapping[str, nn.Parameter], data: Split, batch_size: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """∂L_b/∂w for each weight, one dict per mini-batch b of `data` in order; L_b = mean cross-entropy on b."""
     flags = {name: w.requires_grad for name, w in weights.items()}
     for w in weights.values():
         w.requires_grad_(True)
@@ -96,13 +116,11 @@ def loss_gradients(
             for start in range(0, len(data), batch_size):
                 logits = model(data.X[start : start + batch_size])  # (B, classes)
                 labels = logits.argmax(dim=1) if data.y is None else data.y[start : start + batch_size].long()
-                loss = F.cross_entropy(logits, labels, reduction="sum") / len(data)
-                for name, grad in zip(grads, torch.autograd.grad(loss, list(weights.values()))):
-                    grads[name] += grad
+                grads = torch.autograd.grad(F.cross_entropy(logits, labels), list(weights.values()))
+                yield dict(zip(weights, grads))
     finally:
         for name, w in weights.items():
             w.requires_grad_(flags[name])
-    return grads
 
 
 def layer_mask(scores: torch.Tensor, amount: float) -> torch.Tensor:

@@ -3,6 +3,8 @@
 Seeded and deterministic on CPU: minibatch Adam with weight decay and a cosine learning-rate decay,
 batches shuffled by a seeded generator, one thread (so the result does not depend on the core count).
 Label smoothing (ε = 0.1) is what lifts both models from about 97.5% to about 99% test accuracy on this small data set.
+Subnormal weights (|w| < 1.18e-38: weight decay shrinks dead units towards zero) are written as exact zeros:
+on many CPUs dense kernels run ten times slower on them, which would make any technique that zeroes them look fast.
 """
 from __future__ import annotations
 
@@ -56,7 +58,16 @@ def train_model(name: str, epochs: int | None = None) -> nn.Module:
         _fit(model, sample_models.load_data(name).train, config, epochs)
     finally:
         torch.set_num_threads(threads)
-    return model.eval()
+    return flush_subnormals(model).eval()
+
+
+def flush_subnormals(model: nn.Module) -> nn.Module:
+    """Set every subnormal floating-point parameter of `model` to exactly zero, in place; returns `model`."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.masked_fill_(p.abs() < torch.finfo(p.dtype).tiny, 0.0)
+    return model
 
 
 def _fit(model: nn.Module, train: Split, config: TrainConfig, epochs: int) -> None:

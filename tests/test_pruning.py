@@ -11,7 +11,7 @@ from torch import nn
 
 from compressor.data import Split
 from compressor.layers import eligible_layers
-from compressor.pruning import masks, prune, sparsity
+from compressor.pruning import masks, prune, sparsity, taylor_scores
 from compressor.state import WeightQuant
 
 
@@ -95,21 +95,46 @@ def test_overrides_per_layer_and_with_global_scope():
     assert not torch.equal(random_fc2[2].weight != 0, prune(model, 0.5)[2].weight != 0)
 
 
-def test_taylor_equals_full_batch_reference_with_and_without_labels():
+def test_taylor_equals_a_per_batch_squared_reference_with_and_without_labels():
+    """Molchanov et al. (2019): score = mean over mini-batches b of (w · ∂L_b/∂w)², L_b the batch's mean CE."""
     model = mlp()
-    X = torch.randn(300, 16, generator=torch.Generator().manual_seed(5))  # 300 = 256 + 44: two batches
-    y = torch.randint(0, 4, (300,), generator=torch.Generator().manual_seed(6))
+    X = torch.randn(20, 16, generator=torch.Generator().manual_seed(5))  # 20 = 8 + 8 + 4: three batches
+    y = torch.randint(0, 4, (20,), generator=torch.Generator().manual_seed(6))
     for labels in (y, None):
         reference = copy.deepcopy(model)
-        logits = reference(X)
-        F.cross_entropy(logits, logits.argmax(dim=1) if labels is None else labels).backward()
-        for layer in eligible_layers(reference).values():
-            taylor = (layer.weight * layer.weight.grad).abs().detach()
-            torch_prune.l1_unstructured(layer, "weight", amount=0.6, importance_scores=taylor)
+        layers = eligible_layers(reference)
+        scores = {name: torch.zeros_like(layer.weight) for name, layer in layers.items()}
+        for start in (0, 8, 16):
+            reference.zero_grad()
+            logits = reference(X[start : start + 8])
+            F.cross_entropy(logits, logits.argmax(dim=1) if labels is None else labels[start : start + 8]).backward()
+            for name, layer in layers.items():
+                scores[name] += (layer.weight * layer.weight.grad).detach() ** 2 / 3
+        for name, layer in layers.items():
+            torch_prune.l1_unstructured(layer, "weight", amount=0.6, importance_scores=scores[name])
         pruned = prune(model, 0.6, criterion="taylor", data=Split(X, labels))
         got, want = weights(pruned), weights(reference)
         assert all(torch.equal(got[n] != 0, want[n] != 0) for n in want)
         assert not all(torch.equal(got[n] != 0, weights(prune(model, 0.6))[n] != 0) for n in want)
+
+
+def test_taylor_scores_by_hand_on_one_weight():
+    """A 2-class linear model without bias, one example per batch: ∂CE/∂w_c = (softmax(w·x)_c − [c = t]) · x,
+    written out by hand; each batch's (w·g)² is averaged, which differs from squaring the mean gradient's term."""
+    layer = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[2.0], [-1.0]]))
+    X, y = torch.tensor([[1.0], [-1.0]]), torch.tensor([0, 0])
+    scores = taylor_scores(layer, {"w": layer.weight}, Split(X, y), batch_size=1)["w"]
+    w = torch.tensor([2.0, -1.0])
+    expected = torch.zeros(2)
+    for x, t in zip(X[:, 0], y):
+        p = torch.softmax(w * x, dim=0)  # class probabilities for this one example
+        g = (p - F.one_hot(t, 2)) * x  # ∂CE/∂w_c = (p_c − [c = t]) · x
+        expected += (w * g) ** 2 / 2
+    assert torch.allclose(scores[:, 0], expected)
+    mean_grad_score = (w * sum((torch.softmax(w * x, 0) - F.one_hot(t, 2)) * x for x, t in zip(X[:, 0], y)) / 2) ** 2
+    assert not torch.allclose(scores[:, 0], mean_grad_score)  # squaring per batch is not squaring the mean
 
 
 def test_random_is_seeded_and_exact_in_count():
