@@ -8,7 +8,6 @@ Budgets on a 2-core machine: ≤ 50 ms per configuration on digits-mlp, ≤ 200 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import compressor as cz  # noqa: E402
+from benchmarks.results_io import emit  # noqa: E402
 from compressor.sweeps import sweep  # noqa: E402
 
 BUDGET_MS = {"digits-mlp": 50.0, "digits-cnn": 200.0}
@@ -99,7 +99,7 @@ def main() -> None:
     results["grid_digits_mlp"] = grid(mlp)
     results["grid_within_budget"] = results["grid_digits_mlp"]["per_configuration_ms"] <= BUDGET_MS["digits-mlp"]
     results["digits_mlp_90pct_global_4bit_channel_symmetric"] = headline(mlp)
-    print(json.dumps(results, indent=2))
+    emit(results, __file__)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ runtimes do. The machine is shared: the milliseconds are upper bounds, the ratio
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import compressor as cz  # noqa: E402
+from benchmarks.results_io import emit  # noqa: E402
 
 BATCH, THREADS, RUNS = 256, 1, 60
 TECHNIQUES = {
@@ -53,7 +53,7 @@ def main() -> None:
         "denormals_flushed": getattr(report, "denormals_flushed", False),
         "digits_cnn": rows,
     }
-    print(json.dumps(results, indent=2))
+    emit(results, __file__)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Accuracies are percentages on each sample's held-out test split.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import compressor as cz  # noqa: E402
+from benchmarks.results_io import emit  # noqa: E402
 from compressor.distillation import distill, make_student, parameter_count, train_scratch  # noqa: E402
 from compressor.state import source_of  # noqa: E402
 from compressor.training import accuracy, finetune  # noqa: E402
@@ -169,7 +169,7 @@ def main() -> None:
     results["two_bit_weights"] = {sample.name: two_bit(sample) for sample in (mlp, cnn)}
     results["qat_within_3_points_digits_mlp"] = results["two_bit_weights"]["digits-mlp"]["uniform_symmetric_per_channel"]["qat_drop_points"] <= 3.0
     results["knowledge_distillation"] = {sample.name: knowledge_distillation(sample) for sample in (mlp, cnn)}
-    print(json.dumps(results, indent=2))
+    emit(results, __file__)
 
 
 if __name__ == "__main__":

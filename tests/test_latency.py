@@ -71,13 +71,19 @@ def test_subnormals_are_counted_and_the_report_says_how_latency_treated_them():
 def test_zeroing_injected_subnormals_reports_no_speedup():
     """The model against the same model with its subnormals zeroed computes the same dense work: ~1.0×.
 
-    Without flushing, CPUs that trap on subnormals (many Intel cores) report several times "faster" here.
-    Timing is interleaved run by run; the bound is wide for a loaded machine but far from the fake 5–10×.
+    Without flushing, CPUs that slow down on subnormals (many Intel cores) report it several times "faster",
+    on every attempt. Timing is interleaved run by run; on a loaded machine preemption can still skew one
+    measurement, so up to three are taken and one within the (wide, but far from 5–10×) bound suffices.
     """
     model = with_subnormals()
     data = DataSplits.from_test(Split(torch.randn(256, 64)))
-    report = evaluate(zeroed(model), data, baseline=model, latency=LatencyConfig(batch_size=256, runs=60, warmup=5))
-    assert 0.7 <= report.speedup <= 1.4, f"speedup {report.speedup:.2f}× from zeroing subnormals alone"
+    config = LatencyConfig(batch_size=256, runs=60, warmup=5)
+    speedups = []
+    for _ in range(3):
+        speedups.append(evaluate(zeroed(model), data, baseline=model, latency=config).speedup)
+        if 0.7 <= speedups[-1] <= 1.4:
+            break
+    assert 0.7 <= speedups[-1] <= 1.4, f"speedups {speedups} from zeroing subnormals alone"
 
 
 def test_an_empty_recipe_states_no_ratio_against_itself():
