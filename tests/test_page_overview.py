@@ -72,3 +72,10 @@ def test_picker_choice_persists_across_pages(app):
     app.switch_page("pages/5_Trade-offs.py").run()
     assert app.session_state["model_name"] == SAMPLES[0]
     assert app.sidebar.selectbox(key="_model_picker").value == SAMPLES[0]
+
+
+def test_overview_states_no_speedup_of_the_baseline_against_itself(app):
+    captions = " ".join(c.value for c in app.caption)
+    assert "Latency: median of" in captions and "denormals flushed to zero" in captions
+    assert "speedup" not in captions.lower()
+    assert not any("speedup" in block.value.lower() for block in app.info)

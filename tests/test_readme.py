@@ -5,6 +5,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -30,3 +32,21 @@ def test_quickstart_runs_as_written(tmp_path, monkeypatch):
     exec(compile(code, "README quickstart", "exec"), namespace)
     assert os.path.getsize(tmp_path / "mlp.clab") == namespace["report"].compressed_bytes
     assert namespace["report"].accuracy > 0.5
+
+
+def test_result_tables_agree_with_the_benchmarks_last_json():
+    """Every marked table is regenerated from benchmarks/results/*.json; the README must already say the same."""
+    from scripts.readme_tables import TABLES, render
+
+    names = re.findall(r"<!-- table:([\w-]+) -->", README)
+    assert sorted(names) == sorted(TABLES), "every generated table appears in the README exactly once"
+    assert render(README) == README, "README tables are stale: run python scripts/readme_tables.py"
+
+
+def test_table_generator_rewrites_a_stale_figure_and_rejects_unknown_tables():
+    from scripts.readme_tables import render
+
+    stale = README.replace("<!-- table:criteria -->\n", "<!-- table:criteria -->\n| stale | 99.99% |\n", 1)
+    assert stale != README and render(stale) == README
+    with pytest.raises(ValueError, match="unknown README table 'nope'"):
+        render("<!-- table:nope -->\n<!-- /table:nope -->")
