@@ -257,12 +257,11 @@ def _subnormal_notes(own: int, base: int, lat) -> list[str]:
     """Say so when weights hold subnormal floats: on many CPUs they slow dense kernels down tenfold."""
     if not own and not base:
         return []
-    which = f"{own:,} subnormal weights" if own == base or not base else (
-        f"{own:,} subnormal weights (baseline: {base:,})" if own else f"no subnormal weights (baseline: {base:,})")
+    counts = f"this model {own:,}, the baseline {base:,}"
     timing = "" if lat is None else (
         " Latency was timed with denormals flushed to zero, as deployment runtimes do, so they do not inflate it."
         if lat.denormals_flushed else " This CPU cannot flush denormals: they may inflate the latency measured here.")
     return [
-        f"The model has {which}: non-zero values below 1.2e-38, typically dead channels after weight decay. "
-        f"Many CPUs compute on them ten times slower unless denormals are flushed to zero.{timing}"
+        f"Subnormal weights (non-zero values below 1.2e-38, typically dead channels after weight decay): {counts}. "
+        f"Many CPUs compute on them about ten times slower unless denormals are flushed to zero.{timing}"
     ]
