@@ -43,6 +43,7 @@ class Latency:
     median_ms: float
     p25_ms: float
     p75_ms: float
+    min_ms: float  # fastest run: the least disturbed by other processes on a loaded machine
     runs: int
     batch_size: int
     threads: int
@@ -111,4 +112,4 @@ def measure_latency(
 
 def _summarize(times: list[float], config: LatencyConfig, flushed: bool) -> Latency:
     q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive")
-    return Latency(median, q1, q3, len(times), config.batch_size, config.threads, flushed)
+    return Latency(median, q1, q3, min(times), len(times), config.batch_size, config.threads, flushed)
