@@ -8,8 +8,8 @@ criteria and ranking as unstructured pruning (`pruning.py`):
 
     score(c) = ‖ s[c] ‖_p   over the rows that produce channel c in every coupled layer,
 
-where s are per-weight scores (|w| for magnitude, |w · ∂L/∂w| for Taylor, random for the baseline), so
-magnitude ranks channels by the L1 or L2 norm of their filters.
+where s are per-weight scores (|w| for magnitude, (w · ∂L/∂w)² averaged over mini-batches for Taylor, random
+for the baseline), so magnitude ranks channels by the L1 or L2 norm of their filters.
 """
 from __future__ import annotations
 

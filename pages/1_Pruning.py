@@ -14,7 +14,7 @@ from ui.sweeps import run_sweep
 
 AMOUNTS = [round(0.05 * i, 2) for i in range(20)] + [0.99]  # slider stops: 0%, 5%, ..., 95%, 99%
 SWEEP_AMOUNTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # per criterion, for the curve
-CRITERIA = {"magnitude": "magnitude |w|", "taylor": "Taylor |w·∂L/∂w|", "random": "random"}
+CRITERIA = {"magnitude": "magnitude |w|", "taylor": "Taylor (w·∂L/∂w)²", "random": "random"}
 SCOPES = {"layer": "per layer", "global": "global"}
 
 st.set_page_config(page_title="Pruning · Compression Lab", page_icon="✂️", layout="wide")
@@ -126,7 +126,7 @@ with right:
         "**no speedup**. **Structured** pruning removes whole output channels (rows, by the norm of their scores): "
         "layers really shrink, and MACs and latency go down."
     )
-    st.latex(r"\text{magnitude } |w| \qquad \text{Taylor } \Big|\,w \cdot \frac{\partial L}{\partial w}\Big|")
+    st.latex(r"\text{magnitude } |w| \qquad \text{Taylor } \frac{1}{B}\sum_{b=1}^{B}\Big(w \cdot \frac{\partial L_b}{\partial w}\Big)^2")
     st.latex(r"\text{channel } c\text{: } \lVert s(W_c) \rVert_p \quad (\text{magnitude: } \lVert W_c \rVert_p)")
 
 layers = weighted_layers(name)
