@@ -62,7 +62,7 @@ def latency_caption(report: Report) -> None:
         ratio = f" (speedup {report.speedup:.2f}×)" if report.speedup is not None else ""
         st.caption(
             f"Latency: median of {report.latency_runs} timed runs after warm-up, batch {report.batch_size}, "
-            f"{report.threads} thread(s), {flushed_text(report)} as deployment runtimes do, measured on this "
+            f"{report.threads} thread(s), {flushed_text(report)} (as deployment runtimes do), measured on this "
             f"server{ratio}."
         )
 
