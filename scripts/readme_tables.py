@@ -109,17 +109,20 @@ def criteria() -> str:
 
 
 def latency() -> str:
-    r = load_results("bench_latency")
+    r, before = load_results("bench_latency"), load_results("bench_latency_before_fix")
     flushed = "flushed" if r["denormals_flushed"] else "not flushed"
-    return rows(["technique", "baseline", "compressed", "speedup (median)", "speedup (fastest runs)", "accuracy"], [
+    return rows(["technique", "baseline", "compressed", "speedup (median)", "speedup (fastest runs)", "accuracy",
+                 "before the fix"], [
         [label, f"{row['baseline_ms']:.2f} ms", f"{row['ms']:.2f} ms", f"{row['speedup']:.2f}×",
-         f"{row['speedup_fastest_runs']:.2f}×", pct(row["accuracy"])]
+         f"{row['speedup_fastest_runs']:.2f}×", pct(row["accuracy"]), f"{before['digits_cnn'][label]['speedup']:.2f}×"]
         for label, row in r["digits_cnn"].items()]) + "\n" + prose(
         f"Batch {r['batch_size']}, {r['threads']} thread, median of {r['runs']} interleaved runs (the middle of "
         f"{r['rounds']} such measurements), denormals {flushed}; "
         f"the shipped digits-cnn has {r['subnormal_parameters']:,} subnormal parameters. Load average "
         f"{r['machine']['load_average_1min']} on {r['machine']['cpus']} cores while timing: the milliseconds are upper "
-        f"bounds; above a load of about {r['machine']['cpus']}, compare the fastest-run ratios.")
+        f"bounds; above a load of about {r['machine']['cpus']}, compare the fastest-run ratios. Before the fix: "
+        f"{before['note']} (load average {before['machine']['load_average_1min']}, median of {before['runs']} runs, "
+        f"`benchmarks/results/bench_latency_before_fix.json`).")
 
 
 TABLES: dict[str, Callable[[], str]] = {
