@@ -101,6 +101,8 @@ def taylor_scores(
         for name, w in weights.items():
             totals[name] += (w.detach() * grads[name]).square()
         batches += 1
+    if batches == 0:
+        raise ValueError("criterion='taylor' needs at least one example in data; got an empty Split")
     return {name: total / batches for name, total in totals.items()}
 
 

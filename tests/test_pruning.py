@@ -191,6 +191,7 @@ def test_sparsity_and_masks_helpers():
         ({"amount": 0.5, "seed": -1}, "seed=-1"),
         ({"amount": 0.5, "criterion": "taylor"}, "criterion='taylor' needs data"),
         ({"amount": 0.5, "criterion": "taylor", "data": torch.randn(4, 16)}, "data must be a compressor.data.Split"),
+        ({"amount": 0.5, "criterion": "taylor", "data": Split(torch.zeros(0, 16))}, "at least one example"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
