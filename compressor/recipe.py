@@ -82,9 +82,11 @@ class FieldSpec:
     def allowed(self) -> str:
         """The range or choices in words, as the README's recipe table states them."""
         if self.choices is not None:
-            return " | ".join(str(c) for c in self.choices)
+            return " | ".join(str(c) for c in self.choices) + (" | left out" if self.optional else "")
         if self.kind is bool:
             return "true | false"
+        if self.kind is int:
+            return f"{int(self.low)} to {int(self.high)}"
         return f"{'above ' if self.low_open else ''}{self.low:g}{' up' if self.low_open else ''} to {self.high:g}"
 
 
@@ -321,7 +323,8 @@ class Prune(Step):
                                          "fine-tuning after each (needs training data; unstructured only).",
                                    optional=True, choices=("agp",), labels=((None, "one shot"), ("agp", "gradual (AGP)")))
     steps: int | None = setting(5, "AGP: pruning steps n.", optional=True, low=1, high=100)  # 1 to 100
-    epochs_per_step: int | None = setting(1, "AGP: fine-tuning epochs after each pruning step.",
+    epochs_per_step: int | None = setting(1, "AGP: fine-tuning epochs after each pruning step "
+                                          "(steps × epochs_per_step ≤ 200).",
                                           optional=True, low=1, high=50)  # 1 to 50; steps × this ≤ MAX_AGP_EPOCHS
     initial_amount: float | None = setting(0.0, "AGP: sparsity the schedule starts from (0 to amount).",
                                            optional=True, low=0.0, high=MAX_AMOUNT)

@@ -41,7 +41,7 @@ def check_number(name: str, value: Any, low: float, high: float, low_open: bool 
     Any real number is accepted (1, 1.0, Fraction(1, 2), numpy floats) and returned as a plain float, so
     one value has one spelling: 0.5 and 1/2 give the same float, -0.0 becomes 0.0.
     """
-    allowed = f"{'above ' if low_open else ''}{low}{' up' if low_open else ''} to {high}"
+    allowed = f"{'above ' if low_open else ''}{low:g}{' up' if low_open else ''} to {high:g}"
     if not _is_real(value):
         raise ValueError(f"{name}={short_repr(value)} must be a number; allowed: {allowed}")
     number = float(value) + 0.0
