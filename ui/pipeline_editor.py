@@ -108,7 +108,7 @@ def finetune_form(step: Finetune, key: str) -> Finetune:
 
 def quantize_form(step: Quantize, key: str) -> Quantize:
     """Bits, uniform or k-means, and for uniform grids the scheme and granularity."""
-    cols = st.columns([3, 2, 2, 2, 3])
+    cols = st.columns([3, 3, 3, 3, 3])
     bits_spec = Quantize.spec("bits")
     bits = cols[0].slider("Bits", int(bits_spec.low), int(bits_spec.high), int(step.bits), key=f"{key}_bits",
                           help=bits_spec.help)
