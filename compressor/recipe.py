@@ -107,6 +107,7 @@ class FrozenMapping(Mapping):
     def __init__(self, items: Mapping | Iterator | tuple = ()) -> None:
         self._items = tuple(items.items() if isinstance(items, Mapping) else items)
         self._dict = dict(self._items)
+        self._hash: int | None = None
 
     def __getitem__(self, key: Any) -> Any:
         return self._dict[key]
@@ -121,10 +122,16 @@ class FrozenMapping(Mapping):
         return isinstance(other, Mapping) and list(self.items()) == list(other.items())
 
     def __hash__(self) -> int:
-        return hash(self._items)
+        if self._hash is None:
+            self._hash = hash(self._items)
+        return self._hash
 
     def __repr__(self) -> str:
         return repr(self._dict)
+
+    def __reduce__(self) -> tuple:
+        """Pickle the items only: a cached hash of strings is valid in this process alone."""
+        return FrozenMapping, (self._items,)
 
 
 def _plain(value: Any) -> Any:
@@ -151,6 +158,10 @@ def _check_nesting(data: Any, limit: int = MAX_DEPTH) -> None:
 def _names(keys: Any) -> str:
     text = ", ".join(short_repr(k, 40) if not isinstance(k, str) else k[:40] for k in keys)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
 
 
 def _percent(fraction: float) -> str:
@@ -231,7 +242,7 @@ class Step:
             raise ValueError(f"overrides={short_repr(overrides)} must map layer names or globs to settings")
         if len(overrides) > MAX_PATTERNS:
             raise ValueError(f"overrides has {len(overrides)} entries; at most {MAX_PATTERNS} are allowed")
-        checked = []
+        checked, seen = [], {}  # seen: settings already validated (a per-layer recipe repeats a few values)
         for pattern, values in overrides.items():
             if not isinstance(pattern, str) or not pattern:
                 raise ValueError(f"override {short_repr(pattern)} must be a layer name or glob")
@@ -243,8 +254,14 @@ class Step:
                     f"override {short_repr(pattern)} has unknown key(s) {_names(unknown)}; "
                     f"allowed for {self.type}: {', '.join(self.override_keys)}"
                 )
-            canonical = self._override_values(dict(values))
-            checked.append((pattern, FrozenMapping(sorted(canonical.items()))))
+            key = tuple((k, type(v), v) for k, v in values.items()) if all(map(_scalar, values.values())) else None
+            if key is None or key not in seen:
+                canonical = FrozenMapping(sorted(self._override_values(dict(values)).items()))
+                if key is None:
+                    checked.append((pattern, canonical))
+                    continue
+                seen[key] = canonical
+            checked.append((pattern, seen[key]))
         return FrozenMapping(checked)
 
     def _override_values(self, values: dict[str, Any]) -> dict[str, Any]:
