@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pickle
 from fractions import Fraction
 from pathlib import Path
 
@@ -132,6 +133,9 @@ def test_steps_with_overrides_hash_and_key_a_dict():
     assert step.overrides["fc1"]["amount"] == 0.9
     with pytest.raises(TypeError):
         step.overrides["fc1"] = {"amount": 0.1}  # immutable: a shared, cached step cannot change under its hash
+    copied = pickle.loads(pickle.dumps(step))  # a session or disk cache may pickle steps
+    assert copied.overrides._hash is None  # a hash of strings is not carried to another process
+    assert copied == step and hash(copied) == hash(step)
 
 
 def test_override_order_is_part_of_identity_because_later_globs_win():
