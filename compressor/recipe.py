@@ -41,6 +41,7 @@ MAX_RECIPE_CHARS = 1_000_000  # characters of recipe JSON read at most (a large 
 MAX_DEPTH = 16  # nesting of JSON objects and lists; a valid recipe needs 5 (recipe, steps, step, overrides, values)
 MAX_STEPS = 64  # steps in one recipe; real pipelines have 2 to 6
 MAX_PATTERNS = 4096  # entries of a step's `layers` or `overrides` (one per layer of a large transformer)
+MAX_PATTERN_CHARS = 256  # one layer name or glob (a glob becomes a regular expression: keep it small)
 MAX_AGP_EPOCHS = 200  # steps × epochs_per_step of a gradual schedule: as many epochs as one finetune step allows
 SEED_MAX = 2**32 - 1  # seeds: what numpy's and torch's generators accept everywhere
 SIZE_MAX = 65536  # batch sizes and ranks
@@ -160,6 +161,12 @@ def _names(keys: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _check_pattern(pattern: str) -> None:
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"layer name or glob {short_repr(pattern)} is {len(pattern):,} characters long; "
+                         f"at most {MAX_PATTERN_CHARS} are allowed")
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) or value is None
 
@@ -233,6 +240,8 @@ class Step:
             raise ValueError(f"layers={short_repr(layers)} must be a non-empty list of layer names or globs")
         if len(layers) > MAX_PATTERNS:
             raise ValueError(f"layers has {len(layers)} entries; at most {MAX_PATTERNS} are allowed")
+        for name in layers:
+            _check_pattern(name)
         return tuple(sorted(set(layers)))  # which layers a list selects does not depend on its order
 
     def _checked_overrides(self, overrides: Any) -> FrozenMapping | None:
@@ -246,6 +255,7 @@ class Step:
         for pattern, values in overrides.items():
             if not isinstance(pattern, str) or not pattern:
                 raise ValueError(f"override {short_repr(pattern)} must be a layer name or glob")
+            _check_pattern(pattern)
             if not isinstance(values, Mapping):
                 raise ValueError(f"override {short_repr(pattern)} must be an object of settings, got {short_repr(values)}")
             unknown = [key for key in values if key not in self.override_keys]

@@ -301,6 +301,8 @@ def test_describe(step, words):
     (" " * 1_000_001, "recipe is 1,000,001 characters long; at most 1,000,000"),
     ('{"steps": [{"type": "prune", "amount": NaN}]}', "amount=nan must be a finite number"),
     ('{"steps": [{"type": "prune", "layers": ["fc1"], "overrides": {"fc1": 3}}]}', "override 'fc1' must be an object"),
+    ('{"steps": [{"type": "prune", "layers": ["' + "a*" * 500 + '"]}]}', "1,000 characters long; at most 256"),
+    ('{"steps": [{"type": "prune", "overrides": {"' + "x" * 300 + '": {"amount": 0.5}}}]}', "at most 256"),
 ])
 def test_hostile_recipe_text_gives_one_clear_value_error(text, message):
     with pytest.raises(ValueError) as err:
