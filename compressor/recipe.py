@@ -542,8 +542,8 @@ class Recipe:
             raise ValueError(f"recipe is {len(text):,} characters long; at most {MAX_RECIPE_CHARS:,} are allowed")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"recipe is not valid JSON: {err}") from None
+        except ValueError as err:  # JSONDecodeError, or an integer of more than 4,300 digits
+            raise ValueError(f"recipe is not valid JSON: {short_repr(str(err), 200)}") from None
         except RecursionError:
             raise ValueError(f"recipe nests more than {MAX_DEPTH} levels deep; a recipe needs at most 5") from None
         return cls.from_dict(data)
