@@ -334,3 +334,26 @@ def test_sixty_four_steps_work_and_a_recipe_file_too_large_is_refused_before_rea
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ValueError, match="not UTF-8"):
         Recipe.load(binary)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+KEYS = sorted({name for cls in STEP_TYPES.values() for name in cls.specs()} | {"layers", "overrides", "type"})
+STEP_DATA = st.dictionaries(st.sampled_from(KEYS), JSON, max_size=5).flatmap(
+    lambda d: st.sampled_from([*STEP_TYPES, 3, None]).map(lambda kind: {**d, "type": kind}))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.lists(STEP_DATA, max_size=3) | JSON)
+def test_any_json_gives_a_recipe_or_one_value_error(steps):
+    """Seeded fuzz over the keys a recipe knows and any JSON values: a valid recipe or a short ValueError, nothing else."""
+    text = json.dumps({"steps": steps} if isinstance(steps, list) else steps)
+    try:
+        recipe = Recipe.from_json(text)
+    except ValueError as err:
+        assert len(str(err)) < 400
+    else:
+        assert Recipe.from_json(recipe.canonical_json()) == recipe
