@@ -355,6 +355,52 @@ def singular_values(model: nn.Module, layers: Sequence[str] | str | None = None)
     return {name: torch.linalg.svdvals(_matrix(m).float()).double().numpy() for name, m in selected.items()}
 
 
+@dataclass(frozen=True)
+class PlanRow:
+    """What a rank-r factorization of one layer keeps and costs, before any model is changed."""
+
+    layer: str
+    shape: tuple[int, int]  # (m, n) of the weight matrix (a conv's kernel as out × in·k·k)
+    rank: int  # kept rank r
+    full_rank: int  # k = min(m, n)
+    energy: float  # Σ_{i≤r} σ_i² / Σ σ_i²
+    error: float  # ‖W − W_r‖_F / ‖W‖_F = √(1 − energy) (Eckart–Young)
+    params_before: int  # m·n + bias
+    params_after: int  # (m + n)·r + bias
+
+    @property
+    def saves(self) -> bool:
+        """True when the pair stores fewer parameters than the dense layer: (m + n)·r < m·n."""
+        return self.params_after < self.params_before
+
+
+def rank_plan(
+    model: nn.Module,
+    rank: int | None = None,
+    rank_ratio: float | None = None,
+    energy: float | None = None,
+    layers: Sequence[str] | str | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[PlanRow]:
+    """One row per layer `low_rank` would factorize with these arguments: the rank it picks, the energy kept,
+    the relative error and the parameters before and after. The table behind the Low-rank page, for notebooks too:
+
+        pd.DataFrame(map(dataclasses.asdict, rank_plan(model, energy=0.9)))
+    """
+    default = rank_rule(rank, rank_ratio, energy)
+    spectra = singular_values(model, layers)
+    rules = _rules_per_layer(list(spectra), default, overrides)
+    selected = _select(model, layers)
+    rows = []
+    for name, sigmas in spectra.items():
+        m, n = _matrix_shape(selected[name])
+        r = _checked_rank(rules[name](sigmas), name, m, n)
+        kept = energy_kept(sigmas, r)
+        rows.append(PlanRow(name, (m, n), r, min(m, n), kept, max(0.0, 1.0 - kept) ** 0.5,
+                            dense_params(selected[name]), factorized_params(selected[name], r)))
+    return rows
+
+
 def dense_params(layer: nn.Module) -> int:
     """Parameters of the layer unfactorized: m·n + bias."""
     m, n = _matrix_shape(layer)

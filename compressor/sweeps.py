@@ -39,7 +39,7 @@ def sweep(
     for i, (label, recipe) in enumerate(recipes.items()):
         recipe = as_recipe(recipe)
         report = evaluate(compress(model, recipe, data), data, baseline=model, latency=latency, recipe=recipe.to_dict())
-        rows.append({"label": label, **summary(report), "recipe": recipe.to_json(indent=None)})
+        rows.append({"label": label, **summary(report), "recipe": recipe.canonical_json()})
         if progress is not None:
             progress((i + 1) / len(recipes), str(label))
     return pd.DataFrame(rows)

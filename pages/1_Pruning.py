@@ -12,10 +12,10 @@ from ui.layers import channel_prunable, weighted_layers, weight_of
 from ui.session import model_picker
 from ui.sweeps import run_sweep
 
-AMOUNTS = [round(0.05 * i, 2) for i in range(20)] + [0.99]  # slider stops: 0%, 5%, ..., 95%, 99%
+AMOUNT = cz.Prune.spec("amount")
+AMOUNTS = sorted({round(0.05 * i, 2) for i in range(int(AMOUNT.high / 0.05) + 1)} | {AMOUNT.high})  # 0%, 5%, ..., 99%
 SWEEP_AMOUNTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # per criterion, for the curve
-CRITERIA = {"magnitude": "magnitude |w|", "taylor": "Taylor (w·∂L/∂w)²", "random": "random"}
-SCOPES = {"layer": "per layer", "global": "global"}
+CRITERIA = cz.Prune.spec("criterion")
 
 st.set_page_config(page_title="Pruning · Compression Lab", page_icon="✂️", layout="wide")
 name = model_picker()
@@ -25,21 +25,20 @@ def controls() -> cz.Prune:
     """The sidebar controls, read into one pruning step."""
     with st.sidebar:
         st.subheader("✂️ Pruning")
-        amount = st.select_slider(
-            "Amount pruned", AMOUNTS, value=0.5, key="prune_amount", format_func=lambda a: f"{a:.0%}",
-            help="Fraction of the weights set to zero (unstructured) or of the output channels removed (structured).",
-        )
-        criterion = st.radio("Criterion", list(CRITERIA), format_func=CRITERIA.get, key="prune_criterion", horizontal=True,
-                             help="How a weight's importance is scored; the lowest scores are pruned.")
-        scope = st.radio("Scope", list(SCOPES), format_func=SCOPES.get, key="prune_scope", horizontal=True,
-                         help="Per layer: every layer loses the same fraction. Global: one ranking over all layers.")
-        structured = st.toggle("Structured (remove whole channels)", key="prune_structured",
-                               help="Remove output neurons / conv channels instead of single weights.")
-        norm = 2
-        if structured:
-            norm = st.radio("Channel norm", [1, 2], index=1, format_func=lambda p: f"L{p}", key="prune_norm",
-                            horizontal=True, help="A channel's score is the p-norm of its weights' scores.")
-    return cz.Prune(amount=amount, criterion=criterion, scope=scope, structured=structured, norm=norm)
+        amount = st.select_slider("Amount pruned", AMOUNTS, value=AMOUNT.default, key="prune_amount",
+                                  format_func=lambda a: f"{a:.0%}", help=AMOUNT.help)
+        settings = {"amount": amount}
+        for name, label in (("criterion", "Criterion"), ("scope", "Scope")):
+            spec = cz.Prune.spec(name)
+            settings[name] = st.radio(label, spec.choices, spec.choices.index(spec.default), format_func=spec.label,
+                                      key=f"prune_{name}", horizontal=True, help=spec.help)
+        settings["structured"] = st.toggle("Structured (remove whole channels)", key="prune_structured",
+                                           help=cz.Prune.spec("structured").help)
+        if settings["structured"]:
+            spec = cz.Prune.spec("norm")
+            settings["norm"] = st.radio("Channel norm", spec.choices, spec.choices.index(spec.default),
+                                        format_func=spec.label, key="prune_norm", horizontal=True, help=spec.help)
+    return cz.Prune(**settings)
 
 
 def build_recipe(step: cz.Prune, recovery: training.Recovery | None = None) -> cz.Recipe:
@@ -59,11 +58,6 @@ def recovery_runs(step: cz.Prune, recovery: training.Recovery) -> dict[str, cz.R
     return runs
 
 
-def describe(step: cz.Prune) -> str:
-    kind = f"structured L{step.norm}" if step.structured else "unstructured"
-    return f"prune {step.amount:.0%} {step.criterion}, {step.scope}, {kind}"
-
-
 step = controls()
 recovery = training.recovery_controls("prune", "pruning", gradual=not step.structured)
 recipe_json = cache.recipe_key(build_recipe(step))
@@ -73,7 +67,7 @@ with user_errors():
     report = cache.report(name, recipe_json)
     pruned = cache.compressed(name, recipe_json)
 baseline = cache.report(name, cache.recipe_key(cz.Recipe()))
-points.record(name, recipe_json, report, page="Pruning", label=describe(step))
+points.record(name, recipe_json, report, page="Pruning", label=step.describe())
 
 st.title("✂️ Pruning")
 headline = st.container()
@@ -87,7 +81,7 @@ if recovery is not None:
     )
     recovered = training.recovery_section(
         name, "prune", "Pruning", recovery_runs(step, recovery), report, baseline, recovery.finetune.epochs,
-        lambda label: f"{describe(step)}, {label} ({recovery.describe()})",
+        lambda label: f"{step.describe()}, {label} ({recovery.describe()})",
     )
 shown_label = training.GRADUAL if recovery is not None and recovery.gradual else training.FINE_TUNED
 shown = recovered.get(shown_label)
@@ -99,7 +93,8 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a)) for c in CRITERIA for a in SWEEP_AMOUNTS}
+    grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a))
+            for c in CRITERIA.choices for a in SWEEP_AMOUNTS}
     with user_errors():
         table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
     table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])

@@ -13,29 +13,32 @@ from ui.layers import weighted_layers, weight_of
 from ui.session import model_picker
 from ui.sweeps import run_sweep
 
-SWEEP_BITS = tuple(range(1, 9))
-SCHEMES = {"affine": "affine (min–max)", "symmetric": "symmetric (±max)"}
-GRANULARITIES = {"tensor": "per tensor", "channel": "per channel"}
-METHODS = {"uniform": "uniform grid", "kmeans": "k-means"}
+BITS = cz.Quantize.spec("bits")
+SWEEP_BITS = tuple(range(int(BITS.low), int(BITS.high) + 1))
+START_BITS = 4  # the page opens at 4 bits, where the trade-off shows (the step's default, 8, changes almost nothing)
 
 st.set_page_config(page_title="Quantization · Compression Lab", page_icon="🔢", layout="wide")
 name = model_picker()
+
+
+def choice(name: str, label: str, disabled: bool = False) -> str:
+    """A sidebar radio over one of the step's choices, labelled and explained as the step class does."""
+    spec = cz.Quantize.spec(name)
+    return st.radio(label, spec.choices, spec.choices.index(spec.default), format_func=spec.label, key=f"quant_{name}",
+                    horizontal=True, disabled=disabled, help=spec.help)
 
 
 def controls() -> cz.Quantize:
     """The sidebar controls, read into one quantization step (k-means ignores scheme and granularity)."""
     with st.sidebar:
         st.subheader("🔢 Quantization")
-        bits = st.slider("Bits per weight", 1, 8, 4, key="quant_bits", help="Each weight becomes one of 2^bits values.")
-        method = st.radio("Method", list(METHODS), format_func=METHODS.get, key="quant_method", horizontal=True,
-                          help="An evenly spaced grid, or 2^bits shared values found by k-means (Deep Compression).")
+        bits = st.slider("Bits per weight", int(BITS.low), int(BITS.high), START_BITS, key="quant_bits", help=BITS.help)
+        method = choice("method", "Method")
         kmeans = method == "kmeans"
-        scheme = st.radio("Scheme", list(SCHEMES), format_func=SCHEMES.get, key="quant_scheme", horizontal=True,
-                          disabled=kmeans, help="Grid over [min, max] with a zero point, or symmetric about 0.")
-        granularity = st.radio("Granularity", list(GRANULARITIES), format_func=GRANULARITIES.get, key="quant_granularity",
-                               horizontal=True, disabled=kmeans, help="One scale per layer, or one per output channel.")
+        scheme = choice("scheme", "Scheme", disabled=kmeans)
+        granularity = choice("granularity", "Granularity", disabled=kmeans)
         activations = st.toggle("Also quantize activations (8 bits)", key="quant_activations",
-                                help="Quantize each layer's input too, calibrated on held-out calibration data.")
+                                help=cz.Quantize.spec("activations").help)
     if kmeans:  # one codebook per layer: scheme and granularity do not apply, so they stay at their defaults
         return cz.Quantize(bits=bits, method="kmeans", activations=activations)
     return cz.Quantize(bits=bits, scheme=scheme, granularity=granularity, activations=activations)
@@ -46,11 +49,6 @@ def build_recipe(step: cz.Quantize, recovery: training.Recovery | None = None) -
     return cz.Recipe((step,) if recovery is None else (step, recovery.finetune))
 
 
-def describe(step: cz.Quantize) -> str:
-    kind = "k-means" if step.method == "kmeans" else f"{step.scheme}, per {step.granularity}"
-    return f"quantize {step.bits}-bit {kind}" + (", activations 8-bit" if step.activations else "")
-
-
 step = controls()
 recovery = training.recovery_controls("quant", "quantizing (QAT)")
 recipe_json = cache.recipe_key(build_recipe(step))
@@ -58,7 +56,7 @@ with user_errors():
     report = cache.report(name, recipe_json)
     quantized = cache.compressed(name, recipe_json)
 baseline = cache.report(name, cache.recipe_key(cz.Recipe()))
-points.record(name, recipe_json, report, page="Quantization", label=describe(step))
+points.record(name, recipe_json, report, page="Quantization", label=step.describe())
 original = cache.sample(name).model
 
 st.title("🔢 Quantization")
@@ -74,7 +72,7 @@ if recovery is not None:
     )
     recovered = training.recovery_section(
         name, "quant", "Quantization", {training.QAT: build_recipe(step, recovery)}, report, baseline,
-        recovery.finetune.epochs, lambda label: f"{describe(step)}, QAT ({recovery.describe()})", "post-training",
+        recovery.finetune.epochs, lambda label: f"{step.describe()}, QAT ({recovery.describe()})", "post-training",
     )
 shown = recovered.get(training.QAT)
 with headline:

@@ -4,15 +4,14 @@ import streamlit as st
 
 from compressor import LowRank, Recipe
 from compressor.figures.low_rank import SweepPoint, accuracy_vs_params, singular_value_spectra
-from compressor.low_rank import (
-    dense_params, energy_kept, factorizable_layers, factorization_saves, factorized_params, rank_for, singular_values,
-)
+from compressor.low_rank import factorizable_layers, rank_plan, singular_values
 from ui import cache, points
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.session import model_picker
 from ui.sweeps import run_sweep
 
 RULES = {"rank ratio": "rank_ratio", "energy": "energy"}  # radio label -> LowRank field
+RATIO, ENERGY = LowRank.spec("rank_ratio"), LowRank.spec("energy")
 SWEEP = {"rank ratio": (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0),
          "energy": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)}
 
@@ -40,9 +39,11 @@ rule = c1.radio("Choose the rank by", list(RULES), key="lowrank_rule", horizonta
                 help="rank ratio: r = round(ratio · min(m, n)) in every layer; "
                      "energy: the smallest r keeping that share of Σσ² in each layer.")
 if rule == "rank ratio":
-    value = c2.slider("Rank ratio r / min(m, n)", 0.05, 1.0, 0.5, 0.05, key="lowrank_ratio")
+    value = c2.slider("Rank ratio r / min(m, n)", 0.05, RATIO.high, RATIO.default, 0.05, key="lowrank_ratio",
+                      help=RATIO.help)
 else:
-    value = c2.slider("Energy kept Σᵢ≤ᵣ σᵢ² / Σ σᵢ²", 0.5, 1.0, 0.9, 0.01, key="lowrank_energy")
+    value = c2.slider("Energy kept Σᵢ≤ᵣ σᵢ² / Σ σᵢ²", 0.5, ENERGY.high, ENERGY.default, 0.01, key="lowrank_energy",
+                      help=ENERGY.help)
 chosen = c3.multiselect("Layers to factorize", list(layers), default=list(layers), key=f"lowrank_layers_{name}",
                         format_func=lambda layer: f"{layer} ({shapes[layer]})",
                         help="Linear layers and convolutions with groups = 1.")
@@ -56,21 +57,19 @@ with user_errors():
     recipe = Recipe((LowRank(**setting, layers=selection),))
     recipe_json = cache.recipe_key(recipe)
     report = cache.report(name, recipe_json)
-points.record(name, recipe_json, report, page="Low-rank",
-              label=f"low-rank {rule} {value:g}" + (f" on {', '.join(chosen)}" if selection else ""))
+points.record(name, recipe_json, report, page="Low-rank", label=recipe.steps[0].describe())
 metric_row(report)
 latency_caption(report)
 notes(report)
 
 spectra = singular_values(sample.model, chosen)
-ranks = {layer: rank_for(sigmas, **setting) for layer, sigmas in spectra.items()}
-kept = {layer: energy_kept(sigmas, ranks[layer]) for layer, sigmas in spectra.items()}
+rows = rank_plan(sample.model, **setting, layers=chosen)  # the core's table: rank, energy, error, parameters
+ranks = {row.layer: row.rank for row in rows}
 plan = pd.DataFrame([
-    {"layer": layer, "m×n": shapes[layer], "r": f"{ranks[layer]} / {len(spectra[layer])}", "energy": kept[layer],
-     "error": (1 - kept[layer]) ** 0.5,  # Eckart–Young: ‖W − W_r‖_F / ‖W‖_F
-     "params before": dense_params(layers[layer]), "params after": factorized_params(layers[layer], ranks[layer]),
-     "saves": "✓" if factorization_saves(layers[layer], ranks[layer]) else "✗"}
-    for layer in chosen
+    {"layer": row.layer, "m×n": shapes[row.layer], "r": f"{row.rank} / {row.full_rank}", "energy": row.energy,
+     "error": row.error, "params before": row.params_before, "params after": row.params_after,
+     "saves": "✓" if row.saves else "✗"}
+    for row in rows
 ])
 for row in plan[plan["saves"] == "✗"].to_dict("records"):
     st.warning(

@@ -42,7 +42,7 @@ for number, entry in enumerate(steps, start=1):
     with st.container(border=True):
         head = st.columns([8, 1, 1, 1], vertical_alignment="center")
         title = head[0].empty()
-        title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
+        title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {entry['step'].describe()}")
         head[1].button("↑", key=f"pipeline_up_{step_id}", on_click=editor.move, args=(step_id, -1),
                        disabled=number == 1, help="Move up")
         head[2].button("↓", key=f"pipeline_down_{step_id}", on_click=editor.move, args=(step_id, 1),
@@ -50,7 +50,7 @@ for number, entry in enumerate(steps, start=1):
         head[3].button("✕", key=f"pipeline_remove_{step_id}", on_click=editor.remove, args=(step_id,), help="Remove")
         with user_errors():
             editor.edit(entry)
-        title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
+        title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {entry['step'].describe()}")
 
 recipe = editor.recipe()
 recipe_json = cache.recipe_key(recipe)
@@ -60,7 +60,7 @@ with user_errors(), st.spinner("Running the recipe (steps that train take a few 
     report = cache.report(name, recipe_json)
     stages = pipeline_cache.stages(name, recipe_json)
 if recipe.steps:
-    points.record(name, recipe_json, report, page="Pipeline", label=" → ".join(map(editor.describe, recipe.steps)))
+    points.record(name, recipe_json, report, page="Pipeline", label=recipe.describe())
 metric_row(report)
 latency_caption(report)
 notes(report)

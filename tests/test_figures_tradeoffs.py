@@ -149,7 +149,7 @@ def test_hover_shows_the_recipe_in_words_and_as_json():
     text = hover_text(points().iloc[2])
     assert "<b>prune+q4</b> · Pipeline" in text
     assert "accuracy 93.0% · 12,000 bytes · 0.100 ms (1.00× the baseline's)" in text
-    assert "prune 80% (magnitude, per layer) → 4-bit affine per channel" in text
+    assert "prune 80% magnitude, per layer → quantize 4-bit affine, per channel" in text
     steps = Recipe.from_json(PRUNE_Q4).to_dict()["steps"]
     assert all(json.dumps(step) in text for step in steps)
     untimed = dict(points().iloc[1], latency_ms=float("nan"))
@@ -159,14 +159,15 @@ def test_hover_shows_the_recipe_in_words_and_as_json():
 @pytest.mark.parametrize(("recipe", "words"), [
     (Recipe(), "baseline (no compression)"),
     (Recipe((Prune(amount=0.5, structured=True, scope="global", criterion="taylor"),)),
-     "structured prune 50% (taylor, global)"),
-    (Recipe((Quantize(bits=3, method="kmeans", activations=True),)), "3-bit k-means + 8-bit inputs"),
+     "prune 50% taylor, global, structured L2"),
+    (Recipe((Quantize(bits=3, method="kmeans", activations=True),)), "quantize 3-bit k-means, 8-bit activations"),
     (Recipe((LowRank(energy=0.9, layers=("fc1", "fc2"), overrides={"fc1": {"energy": 0.95}}),)),
      "low-rank 90% energy on fc1, fc2 (+1 override)"),
     (Recipe((LowRank(rank_ratio=0.25),)), "low-rank rank ratio 0.25"),
     (Recipe((Prune(amount=0.9, schedule="agp", steps=3, epochs_per_step=1), Finetune(epochs=1))),
-     "prune 90% (magnitude, per layer, gradual, with fine-tuning) → fine-tune 1 epoch"),
-    (Recipe((LowRank(rank=4), Quantize(bits=8, scheme="symmetric"))), "low-rank rank 4 → 8-bit symmetric per tensor"),
+     "prune 90% magnitude, per layer, gradual (AGP 3 steps × 1 epoch, lr 0.001) → fine-tune 1 epoch, lr 0.001, batch 64"),
+    (Recipe((LowRank(rank=4), Quantize(bits=8, scheme="symmetric"))),
+     "low-rank rank 4 → quantize 8-bit symmetric, per tensor"),
 ])
 def test_describe_recipe(recipe, words):
     assert describe_recipe(recipe.to_json()) == words

@@ -348,3 +348,32 @@ def test_multihead_attention_projection_is_left_alone() -> None:
     small = low_rank(model, rank=2)
     assert set(factorized_pairs(small)) == {"fc"}
     assert small(torch.randn(2, 5, 16)).shape == (2, 5, 4)
+
+
+# ---------------------------------------------------------------- the plan table
+
+
+@pytest.mark.parametrize("setting", [{"energy": 0.9}, {"rank_ratio": 0.3}, {"rank": 5}])
+def test_rank_plan_matches_numpy_svd_and_the_factorized_model(setting: dict) -> None:
+    from compressor.low_rank import rank_plan
+
+    model = mlp()
+    rows = rank_plan(model, **setting, overrides={"fc3": {"rank": 2}})
+    assert [row.layer for row in rows] == ["fc1", "fc2", "fc3"]
+    small = low_rank(model, **setting, overrides={"fc3": {"rank": 2}})
+    for row in rows:
+        layer = model.get_submodule(row.layer)
+        W = layer.weight.detach().double().numpy()  # (m, n)
+        U, S, Vt = np.linalg.svd(W, full_matrices=False)
+        r = row.rank
+        W_r = (U[:, :r] * S[:r]) @ Vt[:r]
+        m, n = W.shape
+        assert row.shape == (m, n) and row.full_rank == min(m, n)
+        assert r == pair_rank(small.get_submodule(row.layer))  # the rank low_rank really picks
+        assert row.energy == pytest.approx((S[:r] ** 2).sum() / (S ** 2).sum(), rel=1e-6)  # σ from float32 weights
+        assert row.error == pytest.approx(np.linalg.norm(W - W_r) / np.linalg.norm(W), rel=1e-6)
+        assert row.params_before == m * n + m and row.params_after == (m + n) * r + m  # with the m biases
+        assert row.saves == ((m + n) * r < m * n)
+    assert rows[2].rank == 2  # the override
+    if "rank_ratio" in setting:
+        assert [row.rank for row in rows] == [19, 30, 2]  # round(0.3 · 64), round(0.3 · 100)

@@ -122,7 +122,7 @@ def test_quick_grid_records_timed_points_equal_to_the_core(page):
     assert traces["Pareto front"]["x"] == sorted(size_front["compressed_bytes"].tolist())
     assert traces["Pareto front"]["line"]["shape"] == "hv"
     assert traces["baseline"]["y"] == [points.loc[0, "accuracy"]]
-    assert "prune 80% (magnitude, global) → 4-bit affine per channel" in " ".join(traces["Trade-offs"]["hovertext"])
+    assert "prune 80% magnitude, global → quantize 4-bit affine, per channel" in " ".join(traces["Trade-offs"]["hovertext"])
 
 
 def test_pinned_points_form_the_comparison_table_and_the_csv(page, downloads):

@@ -10,8 +10,9 @@ from compressor.pipeline import RecipeLike, as_recipe
 
 
 def recipe_key(recipe: RecipeLike) -> str:
-    """The canonical JSON that identifies a recipe (a Recipe, a step or a list of steps) in caches."""
-    return as_recipe(recipe).to_json(indent=None)
+    """The canonical JSON that identifies a recipe (a Recipe, a step or a list of steps) in caches: equal recipes,
+    however they were written, get one key (`Recipe.canonical_json`)."""
+    return as_recipe(recipe).canonical_json()
 
 
 @st.cache_resource(show_spinner=False)

@@ -6,7 +6,6 @@ import streamlit as st
 
 import compressor as cz
 from ui import cache
-from ui.pipeline_editor import describe
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -25,7 +24,7 @@ def stages(name: str, recipe_json: str) -> pd.DataFrame:
         prefix = cz.Recipe(recipe.steps[:i])
         model = cache.compressed(name, cache.recipe_key(prefix))  # shared with the page's report: trained once
         report = cz.evaluate(model, s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
-        rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", describe(recipe.steps[i - 1]), report,
+        rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", recipe.steps[i - 1].describe(), report,
                          report.compressed_bytes))
     return pd.DataFrame(rows)
 

@@ -1,8 +1,9 @@
 """The Pipeline page's recipe editor: one small form per step type, presets, and the recipe held in session state.
 
 Data-driven: a step type is one `StepKind` (a label, the step "Add" inserts, a form that draws the step's
-widgets and returns the edited step, a one-line description). Adding a step type to the editor is one
-form function and one entry in `STEP_KINDS`; nothing else on the page changes.
+widgets and returns the edited step). Ranges, choices, labels and help come from the step classes' specs
+(`Prune.spec("amount")`), a step's one-line description from `step.describe()`: the editor holds no vocabulary
+of its own. Adding a step type to the editor is one form function and one entry in `STEP_KINDS`.
 
 The recipe lives in `st.session_state[STEPS]` as a list of {"id": int, "step": Step}. The id is fixed for a
 step's life and prefixes its widget keys, so a step keeps its widgets (and their values) when it moves.
@@ -16,9 +17,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from compressor import Finetune, LowRank, Prune, Quantize, Recipe
-from compressor.pruning import CRITERIA, MAX_AMOUNT, SCOPES
-from compressor.quantization import GRANULARITIES, METHODS, SCHEMES
-from compressor.recipe import AGP_DEFAULTS, Step
+from compressor.recipe import FieldSpec, Step
 
 PREFIX = "pipeline"  # every key of the Pipeline page starts with it
 STEPS = f"{PREFIX}_steps"  # the recipe being edited: list of {"id": int, "step": Step}
@@ -26,21 +25,39 @@ NEXT_ID = f"{PREFIX}_next_id"
 LOAD_ERROR = f"{PREFIX}_load_error"  # the core's message for a recipe file or text that did not load
 
 
-# ---------------------------------------------------------------- one form per step type
-
-
-def _index(options: tuple, value: object) -> int:
-    return options.index(value) if value in options else 0
+# ---------------------------------------------------------------- widgets from the steps' own specs
 
 
 LR_CHOICES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # fine-tuning step sizes offered (a loaded recipe's own value is added)
 BATCH_SIZES = (16, 32, 64, 128, 256)
-SCHEDULES = {"one-shot": "one shot", "agp": "gradual (AGP)"}
+ONE_SHOT = "one-shot"  # the schedule radio's value for Prune.schedule=None
 
 
 def _with(options: tuple, value: object) -> tuple:
     """The options, plus a loaded recipe's value if it is not one of them (so it shows, and stays, as loaded)."""
     return options if value in options else tuple(sorted((*options, value)))
+
+
+def choice(container, spec: FieldSpec, label: str, value: object, key: str, widget: str = "radio", **kw) -> object:
+    """A radio (or selectbox) over a setting's choices, labelled as the step class labels them."""
+    options = spec.choices
+    make = container.radio if widget == "radio" else container.selectbox
+    extra = {"horizontal": True} if widget == "radio" else {}
+    return make(label, options, options.index(value) if value in options else options.index(spec.default),
+                format_func=spec.label, key=key, help=spec.help, **extra, **kw)
+
+
+def whole_number(container, spec: FieldSpec, label: str, value: int, key: str) -> int:
+    """A number input over a whole-number setting's full documented range."""
+    return container.number_input(label, int(spec.low), int(spec.high), int(value), key=key, help=spec.help)
+
+
+def fraction(container, spec: FieldSpec, label: str, value: float, key: str, step: float = 0.01) -> float:
+    """A slider over a fraction's documented range; an open lower end (above 0) starts at one slider step,
+    or lower when a loaded recipe holds a smaller value, so every valid value shows."""
+    low = min(step, value) if spec.low_open else spec.low
+    return container.slider(label, float(low), float(spec.high), float(value), step, format="%.2f", key=key,
+                            help=spec.help)
 
 
 def lr_select(container, key: str, value: float, help: str = "Adam step size.") -> float:
@@ -51,32 +68,25 @@ def lr_select(container, key: str, value: float, help: str = "Adam step size.") 
 def prune_form(step: Prune, key: str) -> Prune:
     """Amount, criterion, scope, structured; the schedule (one shot, or gradual AGP with its steps and training)."""
     cols = st.columns([3, 2, 2, 2])
-    amount = cols[0].slider("Amount removed", 0.0, MAX_AMOUNT, float(step.amount), 0.01, format="%.2f",
-                            key=f"{key}_amount", help="Fraction of the weights (or channels, when structured) set to zero.")
-    criteria = tuple(CRITERIA)
-    criterion = cols[1].selectbox("Criterion", criteria, _index(criteria, step.criterion), key=f"{key}_criterion")
-    scope = cols[2].radio("Scope", SCOPES, _index(SCOPES, step.scope), key=f"{key}_scope", horizontal=True,
-                          help="layer: every layer loses the amount; global: one threshold across layers.")
+    amount = fraction(cols[0], Prune.spec("amount"), "Amount removed", step.amount, f"{key}_amount")
+    criterion = choice(cols[1], Prune.spec("criterion"), "Criterion", step.criterion, f"{key}_criterion", "selectbox")
+    scope = choice(cols[2], Prune.spec("scope"), "Scope", step.scope, f"{key}_scope")
     structured = cols[3].toggle("Structured", step.structured, key=f"{key}_structured",
-                                help="Remove whole neurons / channels: the layers really shrink.")
+                                help=Prune.spec("structured").help)
     cols = st.columns([3, 2, 2, 2])
-    schedules = tuple(SCHEDULES)
+    spec = Prune.spec("schedule")
     schedule = cols[0].radio(
-        "Schedule", schedules, _index(schedules, step.schedule or "one-shot"), format_func=SCHEDULES.get,
-        key=f"{key}_schedule", horizontal=True, disabled=structured,
-        help="Gradual (AGP, Zhu & Gupta): prune to s_k = s_f(1 − (1 − k/n)³) at step k = 1…n, fine-tuning after each "
-             "step (needs training data; unstructured only).",
+        "Schedule", (ONE_SHOT, "agp"), 1 if step.schedule == "agp" else 0,
+        format_func=lambda v: spec.label(None if v == ONE_SHOT else v), key=f"{key}_schedule", horizontal=True,
+        disabled=structured, help=spec.help,
     )
-    agp = dict.fromkeys(AGP_DEFAULTS)  # one shot: every schedule key left out
+    agp = dict.fromkeys(Prune.AGP_KEYS)  # one shot: every schedule key left out
     if schedule == "agp" and not structured:
-        shown = step.agp_settings() if step.schedule == "agp" else {**AGP_DEFAULTS, "lr": 3e-3}
-        shown["steps"] = cols[1].number_input("Pruning steps n", 1, 50, int(shown["steps"]), key=f"{key}_agp_steps")
-        shown["epochs_per_step"] = cols[2].number_input("Epochs per step", 1, 20, int(shown["epochs_per_step"]),
-                                                        key=f"{key}_agp_epochs")
-        shown["lr"] = lr_select(cols[3], f"{key}_agp_lr", float(shown["lr"]), "Adam step size of the fine-tuning.")
-        # a key the step left out stays out while it holds the default, so a loaded recipe saves back as written
-        agp = {name: None if getattr(step, name) is None and value == AGP_DEFAULTS[name] else value
-               for name, value in shown.items()}
+        agp = step.agp_settings() if step.schedule == "agp" else {**step.agp_settings(), "lr": 3e-3}
+        agp["steps"] = whole_number(cols[1], Prune.spec("steps"), "Pruning steps n", agp["steps"], f"{key}_agp_steps")
+        agp["epochs_per_step"] = whole_number(cols[2], Prune.spec("epochs_per_step"), "Epochs per step",
+                                              agp["epochs_per_step"], f"{key}_agp_epochs")
+        agp["lr"] = lr_select(cols[3], f"{key}_agp_lr", float(agp["lr"]), Prune.spec("lr").help)
     return dataclasses.replace(step, amount=amount, criterion=criterion, scope=scope, structured=structured,
                                norm=step.norm if structured else 2,
                                schedule="agp" if schedule == "agp" and not structured else None, **agp)
@@ -85,10 +95,12 @@ def prune_form(step: Prune, key: str) -> Prune:
 def finetune_form(step: Finetune, key: str) -> Finetune:
     """Epochs, learning rate, batch size (seed and layers kept as loaded)."""
     cols = st.columns([3, 3, 2])
-    epochs = cols[0].slider("Epochs", 1, 30, int(step.epochs), key=f"{key}_epochs", help="Passes over the training split.")
+    spec = Finetune.spec("epochs")
+    epochs = cols[0].slider("Epochs", int(spec.low), int(spec.high), int(step.epochs), key=f"{key}_epochs", help=spec.help)
     lr = lr_select(cols[1], f"{key}_lr", float(step.lr))
-    batch_size = cols[2].selectbox("Batch size", _with(BATCH_SIZES, step.batch_size),
-                                   _with(BATCH_SIZES, step.batch_size).index(step.batch_size), key=f"{key}_batch_size")
+    sizes = _with(BATCH_SIZES, step.batch_size)
+    batch_size = cols[2].selectbox("Batch size", sizes, sizes.index(step.batch_size), key=f"{key}_batch_size",
+                                   help=Finetune.spec("batch_size").help)
     st.caption("Trains on the training split with the compression so far held: pruned weights stay zero, uniform "
                "layers train by QAT (straight-through estimator), k-means layers train their shared values.")
     return dataclasses.replace(step, epochs=epochs, lr=lr, batch_size=batch_size)
@@ -96,17 +108,18 @@ def finetune_form(step: Finetune, key: str) -> Finetune:
 
 def quantize_form(step: Quantize, key: str) -> Quantize:
     """Bits, uniform or k-means, and for uniform grids the scheme and granularity."""
-    cols = st.columns([3, 2, 2, 2, 3])
-    bits = cols[0].slider("Bits", 1, 8, int(step.bits), key=f"{key}_bits")
-    method = cols[1].radio("Method", METHODS, _index(METHODS, step.method), key=f"{key}_method", horizontal=True,
-                           help="uniform: an evenly spaced grid; kmeans: 2^b shared values (Deep Compression).")
+    cols = st.columns([3, 3, 3, 3, 3])
+    bits_spec = Quantize.spec("bits")
+    bits = cols[0].slider("Bits", int(bits_spec.low), int(bits_spec.high), int(step.bits), key=f"{key}_bits",
+                          help=bits_spec.help)
+    method = choice(cols[1], Quantize.spec("method"), "Method", step.method, f"{key}_method")
     uniform = method == "uniform"
-    scheme = cols[2].selectbox("Scheme", SCHEMES, _index(SCHEMES, step.scheme), key=f"{key}_scheme",
-                               disabled=not uniform, help="Uniform grids only.")
-    granularity = cols[3].selectbox("Granularity", GRANULARITIES, _index(GRANULARITIES, step.granularity),
-                                    key=f"{key}_granularity", disabled=not uniform, help="Uniform grids only.")
+    scheme = choice(cols[2], Quantize.spec("scheme"), "Scheme", step.scheme, f"{key}_scheme", "selectbox",
+                    disabled=not uniform)
+    granularity = choice(cols[3], Quantize.spec("granularity"), "Granularity", step.granularity,
+                         f"{key}_granularity", "selectbox", disabled=not uniform)
     activations = cols[4].toggle("8-bit activations", step.activations, key=f"{key}_activations",
-                                 help="Also quantize each layer's input, calibrated on data.")
+                                 help=Quantize.spec("activations").help)
     return dataclasses.replace(step, bits=bits, method=method, scheme=scheme, granularity=granularity,
                                activations=activations)
 
@@ -118,60 +131,17 @@ def low_rank_form(step: LowRank, key: str) -> LowRank:
     """How the rank is chosen (ratio of min(m, n), energy kept, or a fixed rank) and its value."""
     cols = st.columns([2, 3])
     rules = tuple(RANK_RULES)
-    given = next(rule for rule in rules if getattr(step, rule) is not None)
-    rule = cols[0].radio("Choose the rank by", rules, rules.index(given), format_func=RANK_RULES.get,
+    rule = cols[0].radio("Choose the rank by", rules, rules.index(step.rule()), format_func=RANK_RULES.get,
                          key=f"{key}_rule", horizontal=True)
-    current = getattr(step, rule)
+    spec = LowRank.spec(rule)
+    current = spec.default if getattr(step, rule) is None else getattr(step, rule)
     if rule == "rank_ratio":
-        value = cols[1].slider("Rank ratio r / min(m, n)", 0.05, 1.0, float(current or 0.5), 0.05, key=f"{key}_rank_ratio")
+        value = fraction(cols[1], spec, "Rank ratio r / min(m, n)", current, f"{key}_rank_ratio", 0.05)
     elif rule == "energy":
-        value = cols[1].slider("Energy kept Σᵢ≤ᵣσᵢ² / Σσᵢ²", 0.5, 1.0, float(current or 0.9), 0.01, key=f"{key}_energy")
+        value = fraction(cols[1], spec, "Energy kept Σᵢ≤ᵣσᵢ² / Σσᵢ²", current, f"{key}_energy")
     else:
-        value = cols[1].number_input("Rank r (every layer)", 1, 4096, int(current or 8), key=f"{key}_rank")
+        value = whole_number(cols[1], spec, "Rank r (every layer)", current, f"{key}_rank")
     return dataclasses.replace(step, **{r: value if r == rule else None for r in rules})
-
-
-# ---------------------------------------------------------------- one line per step
-
-
-def _where(step: Step) -> str:
-    parts = []
-    if step.layers:
-        parts.append(f"on {', '.join(step.layers)}")
-    if step.overrides:
-        parts.append(f"{len(step.overrides)} override{'s' if len(step.overrides) > 1 else ''}")
-    return f" ({'; '.join(parts)})" if parts else ""
-
-
-def describe_prune(step: Prune) -> str:
-    what = "channels" if step.structured else "weights"
-    gradual = ""
-    if step.schedule == "agp":
-        agp = step.agp_settings()
-        gradual = f", gradual (AGP {agp['steps']} steps × {agp['epochs_per_step']} epochs, lr {agp['lr']:g})"
-    return f"prune {step.amount:.0%} of {what}, {step.criterion}, {step.scope}{gradual}{_where(step)}"
-
-
-def describe_quantize(step: Quantize) -> str:
-    grid = "k-means" if step.method == "kmeans" else f"{step.scheme} per-{step.granularity}"
-    extra = " + 8-bit activations" if step.activations else ""
-    return f"quantize {step.bits}-bit {grid}{extra}{_where(step)}"
-
-
-def describe_finetune(step: Finetune) -> str:
-    seed = f", seed {step.seed}" if step.seed else ""
-    return (f"fine-tune {step.epochs} epoch{'s' if step.epochs > 1 else ''}, lr {step.lr:g}, "
-            f"batch {step.batch_size}{seed}{_where(step)}")
-
-
-def describe_low_rank(step: LowRank) -> str:
-    if step.rank_ratio is not None:
-        how = f"rank ratio {step.rank_ratio:g}"
-    elif step.energy is not None:
-        how = f"energy {step.energy:.0%}"
-    else:
-        how = f"rank {step.rank}"
-    return f"low-rank, {how}{_where(step)}"
 
 
 # ---------------------------------------------------------------- the registry
@@ -184,14 +154,13 @@ class StepKind:
     label: str  # in the "add a step" menu and each step's header
     new: Callable[[], Step]  # the step "Add" inserts
     form: Callable[[Step, str], Step]  # draws the widgets (keys start with the given prefix), returns the edited step
-    describe: Callable[[Step], str]  # one line, for stage labels and headers
 
 
 STEP_KINDS: dict[str, StepKind] = {
-    "prune": StepKind("✂️ Prune", lambda: Prune(amount=0.5), prune_form, describe_prune),
-    "quantize": StepKind("🔢 Quantize", lambda: Quantize(bits=8), quantize_form, describe_quantize),
-    "low_rank": StepKind("🧮 Low-rank", lambda: LowRank(rank_ratio=0.5), low_rank_form, describe_low_rank),
-    "finetune": StepKind("🏋️ Fine-tune", lambda: Finetune(epochs=5, lr=3e-3), finetune_form, describe_finetune),
+    "prune": StepKind("✂️ Prune", lambda: Prune(amount=0.5), prune_form),
+    "quantize": StepKind("🔢 Quantize", lambda: Quantize(bits=8), quantize_form),
+    "low_rank": StepKind("🧮 Low-rank", lambda: LowRank(rank_ratio=0.5), low_rank_form),
+    "finetune": StepKind("🏋️ Fine-tune", lambda: Finetune(epochs=5, lr=3e-3), finetune_form),
 }
 
 
@@ -207,13 +176,7 @@ def read_only_form(step: Step, key: str) -> Step:
 
 def kind_of(step: Step) -> StepKind:
     """The editor's entry for the step's type, or a read-only one for a type without a form."""
-    return STEP_KINDS.get(step.type) or StepKind(
-        f"⚙️ {step.type}", type(step), read_only_form, lambda s: f"{s.type} ({_settings_text(s) or 'defaults'})",
-    )
-
-
-def describe(step: Step) -> str:
-    return kind_of(step).describe(step)
+    return STEP_KINDS.get(step.type) or StepKind(f"⚙️ {step.type}", type(step), read_only_form)
 
 
 PRESETS: dict[str, Recipe] = {

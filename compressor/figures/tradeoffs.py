@@ -17,7 +17,7 @@ calls: `*_info(...)` computes plain, testable data, `_plot_*` only draws it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -55,64 +55,13 @@ VIEWS: dict[str, tuple[str, str]] = {  # title -> (x axis, y axis): "y vs x"
 # ---- recipes in words ---------------------------------------------------------------------------------------
 
 
-def _where(step: dict[str, Any]) -> str:
-    """' on fc1, fc2 (+1 override)' when a step targets some layers or overrides values."""
-    text = f" on {', '.join(step['layers'])}" if step.get("layers") else ""
-    if step.get("overrides"):
-        count = len(step["overrides"])
-        text += f" (+{count} override{'s' if count > 1 else ''})"
-    return text
-
-
-def _describe_prune(step: dict[str, Any]) -> str:
-    kind = "structured prune" if step.get("structured") else "prune"
-    details = [step.get("criterion", "magnitude"), "global" if step.get("scope") == "global" else "per layer"]
-    if step.get("schedule") == "agp":
-        details.append("gradual, with fine-tuning")
-    return f"{kind} {step.get('amount', 0.5):.0%} ({', '.join(details)})"
-
-
-def _describe_quantize(step: dict[str, Any]) -> str:
-    if step.get("method") == "kmeans":
-        text = f"{step.get('bits', 8)}-bit k-means"
-    else:
-        granularity = "per channel" if step.get("granularity") == "channel" else "per tensor"
-        text = f"{step.get('bits', 8)}-bit {step.get('scheme', 'affine')} {granularity}"
-    return text + (" + 8-bit inputs" if step.get("activations") else "")
-
-
-def _describe_low_rank(step: dict[str, Any]) -> str:
-    for key, shown in (("rank", "rank {}"), ("rank_ratio", "rank ratio {:g}"), ("energy", "{:.0%} energy")):
-        if step.get(key) is not None:
-            return "low-rank " + shown.format(step[key])
-    return "low-rank"
-
-
-def _describe_finetune(step: dict[str, Any]) -> str:
-    epochs = step.get("epochs", 3)
-    return f"fine-tune {epochs} epoch{'s' if epochs != 1 else ''}"
-
-
-DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
-    "prune": _describe_prune,
-    "quantize": _describe_quantize,
-    "low_rank": _describe_low_rank,
-    "finetune": _describe_finetune,
-}
-
-
 def describe_recipe(recipe_json: str) -> str:
-    """A recipe in a few words: 'prune 80% (magnitude, per layer) → 4-bit affine per channel'.
+    """A recipe in a few words, as its steps describe themselves (`Recipe.describe`).
 
     A point of the Distillation page holds a trained student's record instead of a recipe: 'KD student …'.
     """
     student = describe_training(recipe_json)
-    if student is not None:
-        return student
-    steps = Recipe.from_json(recipe_json).to_dict()["steps"]
-    if not steps:
-        return "baseline (no compression)"
-    return " → ".join(DESCRIBE.get(step["type"], lambda _: step["type"])(step) + _where(step) for step in steps)
+    return student if student is not None else Recipe.from_json(recipe_json).describe()
 
 
 def recipe_lines(recipe_json: str) -> str:
