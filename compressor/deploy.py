@@ -49,6 +49,7 @@ from compressor.latency import Latency, LatencyConfig
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
 from compressor.report import Report, evaluate, score
+from compressor.sparse_kernel import SparseTiming, linear_sparsity, time_csr
 from compressor.state import weight_quant
 
 PROVIDER = "CPUExecutionProvider"
@@ -58,6 +59,7 @@ CALIBRATION_BATCH = 64
 EVAL_BATCH = 1024  # inputs per session run while scoring
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # what int8 / int4 kernels use on x86
 KERNELS = ("fp32", "int8", "int4", "simulated")
+SPARSE_FROM = 0.01  # Linear layers at least this sparse are also timed with a CSR kernel at batch 1
 ACCURACY_GAP = 0.005  # a deployed accuracy this far (half a point) from the simulated one is explained
 
 
@@ -159,9 +161,11 @@ def int8_graph(proto: onnx.ModelProto, plan: KernelPlan, calibration: Inputs) ->
 def int4_graph(proto: onnx.ModelProto, plan: KernelPlan) -> onnx.ModelProto:
     """The plan's Linear layers → MatMulNBits (4-bit weights in blocks of BLOCK_SIZE inputs)."""
     proto = gemm_to_matmul(proto)
-    quantizer = MatMulNBitsQuantizer(
-        proto, bits=4, block_size=BLOCK_SIZE, is_symmetric=plan.symmetric,
-        nodes_to_include=_nodes(proto, plan.layers, ("MatMul",)), op_types_to_quantize=("MatMul",),
+    chosen = set(_nodes(proto, plan.layers, ("MatMul",)))
+    others = [node.name for node in proto.graph.node if node.op_type == "MatMul" and node.name not in chosen]
+    quantizer = MatMulNBitsQuantizer(  # its nodes_to_include adds to the op types: exclude the others instead
+        proto, bits=4, block_size=BLOCK_SIZE, is_symmetric=plan.symmetric, nodes_to_exclude=others,
+        op_types_to_quantize=("MatMul",),
     )
     with _quiet_quantizer():
         quantizer.process()
@@ -193,13 +197,15 @@ def _modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
 # ---------------------------------------------------------------- running and timing
 
 
-def session(proto: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session: `threads` intra-op threads, sequential, all graph optimizations, FTZ/DAZ."""
+def session(proto: onnx.ModelProto, threads: int = 1, optimize: bool = True) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session: `threads` intra-op threads, sequential, FTZ/DAZ, all graph optimizations
+    (optimize=False runs the graph node by node as exported: how tests check the exporter itself)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     options.log_severity_level = 3  # errors only
     return ort.InferenceSession(proto.SerializeToString(), options, providers=[PROVIDER])
@@ -291,6 +297,7 @@ class Deployment:
     runs: int
     denormals_flushed: bool  # ORT flushes subnormal floats to zero (FTZ/DAZ) in these sessions
     cpu_flags: list[str]
+    sparse: SparseTiming | None = None  # unstructured zeros: dense vs CSR kernel at batch 1 (eager, SciPy CSR)
     notes: list[str] = field(default_factory=list)
 
 
@@ -313,26 +320,30 @@ def deploy(model: nn.Module, data: DataSplits, baseline: nn.Module, latency: Lat
             simulated_accuracy, _ = score(model.eval()(test.X).argmax(dim=-1), target)
     timing = time_sessions({"model": sess, "baseline": base_sess}, test.X, latency)
     lat, base = timing["model"], timing["baseline"]
+    ops = {node.op_type for node in proto.graph.node}
     deployment = Deployment(
-        kernel=plan.kernel, kernel_detail=_detail(plan), simulated=plan.simulated, runtime="onnxruntime",
-        runtime_version=ort.__version__, execution_provider=PROVIDER,
-        op_types=sorted({node.op_type for node in proto.graph.node}),
+        kernel=plan.kernel, kernel_detail=_detail(plan, ops), simulated=plan.simulated, runtime="onnxruntime",
+        runtime_version=ort.__version__, execution_provider=PROVIDER, op_types=sorted(ops),
         deployed_bytes=proto.ByteSize(), baseline_bytes=base_proto.ByteSize(),
         deployed_accuracy=accuracy, simulated_accuracy=simulated_accuracy, baseline_accuracy=base_accuracy,
         deployed_latency_ms=lat.median_ms, deployed_latency_spread_ms=lat.spread_ms,
         deployed_baseline_latency_ms=base.median_ms, deployed_speedup=base.median_ms / lat.median_ms,
         batch_size=latency.batch_size, sequence_length=sequence_length, threads=latency.threads, runs=latency.runs,
         denormals_flushed=True, cpu_flags=list(cpu_flags()),
+        sparse=time_csr(model, test.X, threads=latency.threads) if linear_sparsity(model) >= SPARSE_FROM else None,
     )
     return replace(deployment, notes=deployment_notes(deployment)), proto
 
 
-def _detail(plan: KernelPlan) -> str:
+def _detail(plan: KernelPlan, ops: set[str]) -> str:
+    """The kernels in words, from the plan and the operators the deployed graph really holds."""
     granularity = "per channel" if plan.per_channel else "per tensor"
     scheme = "symmetric" if plan.symmetric else "affine"
     if plan.kernel == "int8":
-        return (f"int8 {scheme} weights {granularity}: Linear as dynamic quantization (MatMulInteger), "
-                "convolutions as static QDQ calibrated on the training split (QLinearConv)")
+        parts = ["Linear as dynamic int8 (MatMulInteger)"] if "MatMulInteger" in ops else []
+        if "QuantizeLinear" in ops and "Conv" in ops:
+            parts.append("convolutions as static QDQ calibrated on the training split (QLinearConv)")
+        return f"int8 {scheme} weights {granularity}: {', '.join(parts)}"
     if plan.kernel == "int4":
         return f"int4 {scheme} weight-only MatMulNBits, blocks of {BLOCK_SIZE} inputs, fp32 activations"
     return plan.reason
@@ -346,6 +357,11 @@ def deployment_notes(d: Deployment) -> list[str]:
     if d.simulated:
         notes.append("Simulated quantization: the compressed file is real, but no native kernel exists for these "
                      "weights on this CPU, so the deployed latency is the fp32 graph's.")
+    if d.sparse is not None:
+        pays = "pays" if d.sparse.csr_speedup > 1 else "does not pay yet"
+        notes.append(f"{d.sparse.sparsity:.0%} of the Linear weights are zero: dense kernels skip none of them. A CSR "
+                     f"sparse kernel at batch 1 takes {d.sparse.csr_ms:.3f} ms per input against {d.sparse.dense_ms:.3f} "
+                     f"ms dense ({d.sparse.csr_speedup:.2f}×): at this sparsity and layer size it {pays}.")
     gap = d.deployed_accuracy - d.simulated_accuracy
     if abs(gap) > ACCURACY_GAP:
         why = {"int8": "ONNX Runtime also quantizes each Linear's input to 8 bits per batch (dynamic) and calibrates "
