@@ -173,13 +173,15 @@ def int4_graph(proto: onnx.ModelProto, plan: KernelPlan) -> onnx.ModelProto:
 
 
 def deployed_graph(model: nn.Module, example: Inputs, plan: KernelPlan | None = None,
-                   calibration: Inputs | None = None) -> onnx.ModelProto:
+                   calibration: Inputs | None = None,
+                   dynamic_axes: Mapping[str, Mapping[int, str]] | None = None) -> onnx.ModelProto:
     """The ONNX graph that deploys `model` on the kernels of `plan` (default: `plan_kernels(model)`).
 
-    `calibration` (training inputs) is needed when int8 convolutions are quantized statically.
+    `calibration` (training inputs) is needed when int8 convolutions are quantized statically. `example`
+    may be named inputs (token ids and mask, int64) with `dynamic_axes` such as {"input_ids": {1: "sequence"}}.
     """
     plan = plan or plan_kernels(model)
-    proto = to_onnx(model, example)
+    proto = to_onnx(model, example, dynamic_axes)
     if plan.kernel == "int8":
         if calibration is None and any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in _modules(model, plan.layers)):
             raise ValueError("int8 convolutions are quantized statically: pass calibration inputs (the training split)")

@@ -166,6 +166,40 @@ def test_only_the_quantized_layers_take_integer_kernels():
     assert sum(n.op_type == "MatMulNBits" for n in proto.graph.node) == 4  # two MLPs of two Linears each
 
 
+def test_transformer_weights_take_integer_kernels_and_attention_products_stay_fp32():
+    small = cz.quantize(models.tiny_transformer(), bits=8, scheme="symmetric", granularity="channel")
+    X = torch.randn(16, 6, 8, generator=torch.Generator().manual_seed(4))
+    proto = deployed_graph(small, X[:2])
+    kinds = [node.op_type for node in proto.graph.node]
+    assert kinds.count("MatMulInteger") == 10  # embed, head, and qkv, proj, two MLP layers per encoder layer
+    assert kinds.count("MatMul") == 4  # q·kᵀ and att·v of both layers: activations, not weights
+    with torch.inference_mode():
+        simulated = small(X)
+    assert (outputs(session(proto), X) - simulated).abs().max() < 0.05 * simulated.abs().max()
+
+
+def test_named_int64_inputs_export_with_a_free_sequence_axis():
+    class Bag(torch.nn.Module):  # token ids → embedding bag → classifier: a tokenizer's inputs, int64
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.head = torch.nn.Embedding(50, 16), torch.nn.Linear(16, 3)
+
+        def forward(self, input_ids, attention_mask):
+            mask = attention_mask.unsqueeze(-1).float()
+            return self.head((self.embed(input_ids) * mask).sum(1) / mask.sum(1))
+
+    torch.manual_seed(0)
+    model = cz.quantize(Bag().eval(), bits=4, scheme="symmetric")
+    inputs = {"input_ids": torch.randint(0, 50, (4, 7)), "attention_mask": torch.ones(4, 7, dtype=torch.long)}
+    proto = deployed_graph(model, inputs, dynamic_axes={"input_ids": {1: "sequence"}, "attention_mask": {1: "sequence"}})
+    assert "MatMulNBits" in op_types(proto)
+    longer = {k: torch.cat([v, v], dim=1) for k, v in inputs.items()}  # 14 tokens: the sequence axis is free
+    with torch.inference_mode():
+        want = model(**longer)
+    got = outputs(session(proto), longer)
+    assert got.shape == want.shape and (got - want).abs().max() < 0.1 * want.abs().max()
+
+
 @pytest.mark.parametrize("steps, kernel", [
     ([], "fp32"),
     ([cz.Prune(amount=0.5, structured=True)], "fp32"),
@@ -240,3 +274,36 @@ def test_crossover_is_the_lowest_sparsity_from_which_csr_keeps_winning():
     assert _first_lasting_win([t(0.5, 1, 2), t(0.8, 1, 0.9), t(0.9, 1, 1.1), t(0.95, 1, 0.5)]) == 0.95
     assert _first_lasting_win([t(0.5, 1, 2), t(0.9, 1, 0.8), t(0.99, 1, 0.5)]) == 0.9
     assert _first_lasting_win([t(0.5, 1, 2), t(0.99, 1, 1.5)]) is None
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_exports_the_graph_onnx_runtime_runs(tmp_path, capsys):
+    from compressor.cli import main
+
+    recipe = tmp_path / "int8.json"
+    recipe.write_text(cz.Recipe((cz.Quantize(bits=8, scheme="symmetric", granularity="channel"),)).to_json())
+    out = tmp_path / "mlp.onnx"
+    assert main(["export", "--model", "digits-mlp", "--recipe", str(recipe), "--out", str(out), "--format", "onnx"]) == 0
+    assert f"{out.stat().st_size:,} bytes" in capsys.readouterr().out
+    assert "MatMulInteger" in op_types(onnx.load(out))
+    X = cz.load_sample("digits-mlp").data.test.X[:8]
+    (logits,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": X.numpy()})
+    assert logits.shape == (8, 10)
+
+
+def test_cli_evaluate_reports_the_deployment(capsys):
+    from compressor.cli import main
+
+    assert main(["evaluate", "--model", "digits-mlp", "--deployed", "--json", "--runs", "20", "--batch-size", "4"]) == 0
+    deployment = json.loads(capsys.readouterr().out)["deployment"]
+    assert deployment["kernel"] == "fp32" and deployment["batch_size"] == 4 and deployment["runs"] == 20
+
+
+def test_cli_refuses_an_unknown_format(tmp_path, capsys):
+    from compressor.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--model", "digits-mlp", "--recipe", "r.json", "--out", str(tmp_path / "m"), "--format", "tflite"])
+    assert exit_.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
