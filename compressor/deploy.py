@@ -63,7 +63,6 @@ SPARSE_FROM = 0.25  # Linear layers at least this sparse (pruned, not just round
 ACCURACY_GAP = 0.005  # a deployed accuracy this far (half a point) from the simulated one is explained
 
 
-
 @contextmanager
 def _quiet_quantizer() -> Iterator[None]:
     """ONNX Runtime's quantizers log advice and per-node lines on the root logger: hold them back."""
@@ -134,9 +133,18 @@ def _nodes(proto: onnx.ModelProto, layers: tuple[str, ...], kinds: tuple[str, ..
     return [node for layer in layers for node in layer_nodes(proto, layer, kinds)]
 
 
+def _check_mapped(proto: onnx.ModelProto, plan: KernelPlan) -> None:
+    """Every layer the plan quantizes must be found in the graph: a layer silently left in fp32 would be a wrong label."""
+    missing = [layer for layer in plan.layers if not layer_nodes(proto, layer, ("Conv", "MatMul"))]
+    if missing:
+        raise ValueError(f"layer(s) {', '.join(missing)} not found in the exported ONNX graph; cannot put their "
+                         f"weights on {plan.kernel} kernels")
+
+
 def int8_graph(proto: onnx.ModelProto, plan: KernelPlan, calibration: Inputs) -> onnx.ModelProto:
     """Convolutions → static QDQ (calibrated); Linear (MatMul) → dynamic int8, only on the plan's layers."""
     proto = gemm_to_matmul(proto)
+    _check_mapped(proto, plan)
     convs, matmuls = _nodes(proto, plan.layers, ("Conv",)), _nodes(proto, plan.layers, ("MatMul",))
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         if convs:
@@ -161,6 +169,7 @@ def int8_graph(proto: onnx.ModelProto, plan: KernelPlan, calibration: Inputs) ->
 def int4_graph(proto: onnx.ModelProto, plan: KernelPlan) -> onnx.ModelProto:
     """The plan's Linear layers → MatMulNBits (4-bit weights in blocks of BLOCK_SIZE inputs)."""
     proto = gemm_to_matmul(proto)
+    _check_mapped(proto, plan)
     chosen = set(_nodes(proto, plan.layers, ("MatMul",)))
     others = [node.name for node in proto.graph.node if node.op_type == "MatMul" and node.name not in chosen]
     quantizer = MatMulNBitsQuantizer(  # its nodes_to_include adds to the op types: exclude the others instead
@@ -193,7 +202,7 @@ def deployed_graph(model: nn.Module, example: Inputs, plan: KernelPlan | None = 
 
 def _modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
     modules = dict(model.named_modules())
-    return [modules[name] for name in names]
+    return [modules[name] for name in names if name in modules]
 
 
 # ---------------------------------------------------------------- running and timing

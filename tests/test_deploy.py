@@ -13,7 +13,7 @@ import torch
 import compressor as cz
 from compressor.data import DataSplits, Split
 from compressor.deploy import (
-    Deployment, deploy, deployed_graph, evaluate_deployed, outputs, plan_kernels, session,
+    Deployment, KernelPlan, deploy, deployed_graph, evaluate_deployed, outputs, plan_kernels, session,
 )
 from compressor.latency import LatencyConfig
 from compressor.onnx_export import gemm_to_matmul, layer_nodes, op_types, scope_of, to_onnx
@@ -143,6 +143,12 @@ def test_int8_convolutions_need_calibration_data():
     model, data = _data("digits-cnn")
     with pytest.raises(ValueError, match="calibration"):
         deployed_graph(cz.quantize(model, bits=8), data.test.X[:2])
+
+
+def test_a_plan_layer_missing_from_the_graph_is_an_error_not_a_wrong_label():
+    model, data = _data("digits-mlp")
+    with pytest.raises(ValueError, match="fc9 not found in the exported ONNX graph"):
+        deployed_graph(model, data.test.X[:2], KernelPlan("int8", ("fc1", "fc9")))
 
 
 def test_int4_linear_layers_run_on_matmulnbits():
