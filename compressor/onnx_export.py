@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
+import threading
 import warnings
 from collections.abc import Mapping
 
@@ -27,6 +28,7 @@ from torch import nn
 Inputs = torch.Tensor | Mapping[str, torch.Tensor]  # one input tensor, or named inputs (e.g. token ids and mask)
 OPSET = 17  # ONNX opset of exported graphs (LayerNormalization needs ≥ 17); ORT 1.32 runs up to 23
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+_EXPORTING = threading.Lock()  # the TorchScript exporter keeps global state ("in_onnx_export"): one export at a time
 
 
 def input_dict(inputs: Inputs) -> dict[str, torch.Tensor]:
@@ -39,7 +41,8 @@ def to_onnx(model: nn.Module, example: Inputs, dynamic_axes: Mapping[str, Mappin
 
     Uses the TorchScript exporter (`torch.onnx.export(..., dynamo=False)`): it exports these models in
     0.1–0.2 s where the dynamo exporter takes 1.3–4 s (measured on digits-mlp, digits-cnn and the test
-    Transformer), and the dashboard exports every configuration it times. `dynamic_axes` adds free axes
+    Transformer), and the dashboard exports every configuration it times. It is not thread-safe (the
+    dashboard's sessions are threads), so exports take turns. `dynamic_axes` adds free axes
     beyond the batch axis (e.g. {"input_ids": {1: "sequence"}}).
     """
     named = input_dict(example)
@@ -49,7 +52,7 @@ def to_onnx(model: nn.Module, example: Inputs, dynamic_axes: Mapping[str, Mappin
     model = copy.deepcopy(model).eval()  # export toggles modes: never on a model other sessions share
     buffer = io.BytesIO()
     args, kwargs = ((example,), None) if isinstance(example, torch.Tensor) else ((), named)  # named → keywords
-    with warnings.catch_warnings(), torch.no_grad():
+    with _EXPORTING, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model, args, buffer, kwargs=kwargs, dynamo=False,

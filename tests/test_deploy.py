@@ -313,3 +313,12 @@ def test_cli_refuses_an_unknown_format(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["export", "--model", "digits-mlp", "--recipe", "r.json", "--out", str(tmp_path / "m"), "--format", "tflite"])
     assert exit_.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_exports_from_many_threads_take_turns():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, data = _data("digits-cnn")  # the dashboard's sessions are threads: the exporter has global state
+    with ThreadPoolExecutor(4) as pool:
+        protos = list(pool.map(lambda _: to_onnx(model, data.test.X[:2]), range(8)))
+    assert len({proto.SerializeToString() for proto in protos}) == 1
