@@ -26,6 +26,7 @@ baseline run by run (as `compressor.latency.measure_latency` does for eager PyTo
 """
 from __future__ import annotations
 
+import copy
 import logging
 import statistics
 import tempfile
@@ -50,7 +51,7 @@ from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
 from compressor.report import Report, evaluate, score
 from compressor.sparse_kernel import SparseTiming, linear_sparsity, time_csr
-from compressor.state import weight_quant
+from compressor.state import INPUT_QUANT, clear_input_quant, weight_quant
 
 PROVIDER = "CPUExecutionProvider"
 BLOCK_SIZE = 32  # MatMulNBits: inputs sharing one 4-bit scale (a power of two ≥ 16; ORT's default is 128)
@@ -190,6 +191,8 @@ def deployed_graph(model: nn.Module, example: Inputs, plan: KernelPlan | None = 
     may be named inputs (token ids and mask, int64) with `dynamic_axes` such as {"input_ids": {1: "sequence"}}.
     """
     plan = plan or plan_kernels(model)
+    if plan.kernel == "int8":
+        model = _inputs_left_to_kernels(model)
     proto = to_onnx(model, example, dynamic_axes)
     if plan.kernel == "int8":
         if calibration is None and any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in _modules(model, plan.layers)):
@@ -198,6 +201,18 @@ def deployed_graph(model: nn.Module, example: Inputs, plan: KernelPlan | None = 
     if plan.kernel == "int4":
         return int4_graph(proto, plan)
     return proto
+
+
+def _inputs_left_to_kernels(model: nn.Module) -> nn.Module:
+    """A copy without simulated input quantization: int8 kernels quantize each layer's input themselves (per batch
+    for Linear, calibrated on training data for convolutions), and ORT's static quantizer cannot stack its QDQ
+    on the exported fake-quantization of a convolution's input."""
+    if not any(hasattr(m, INPUT_QUANT) for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        clear_input_quant(module)
+    return model
 
 
 def _modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:

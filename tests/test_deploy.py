@@ -71,6 +71,26 @@ def test_exported_graph_computes_what_pytorch_computes(name, technique):
         torch.testing.assert_close(optimized, want, atol=ATOL, rtol=RTOL)
 
 
+KERNEL_OPS = {"int8": "MatMulInteger", "int4": "MatMulNBits"}  # what each integer plan must put in the graph
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("technique", [*TECHNIQUES, "structured 50%"])
+def test_every_technique_deploys_and_keeps_most_predictions(name, technique):
+    model, data = _data(name)
+    steps = TECHNIQUES.get(technique) or [cz.Prune(amount=0.5, structured=True, layers=STRUCTURED[name])]
+    small = cz.compress(model, steps, data)
+    plan = plan_kernels(small)
+    proto = deployed_graph(small, data.test.X[:2], plan, calibration=data.train.X)
+    if plan.kernel in KERNEL_OPS:
+        assert KERNEL_OPS[plan.kernel] in op_types(proto) or "QuantizeLinear" in op_types(proto)
+    X = data.test.X[:32]
+    with torch.inference_mode():
+        simulated = small(X).argmax(-1)
+    agreement = (outputs(session(proto), X).argmax(-1) == simulated).float().mean()
+    assert agreement >= (1.0 if plan.kernel in ("fp32", "simulated") else 0.9)
+
+
 def test_export_leaves_the_model_alone():
     model, data = _data("digits-mlp")
     small = cz.compress(model, [cz.Quantize(bits=8)], data).train()
