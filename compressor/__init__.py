@@ -17,13 +17,14 @@ from compressor.pruning import prune
 from compressor.quantization import quantize
 from compressor.recipe import Finetune, LowRank, Prune, Quantize, Recipe
 from compressor.report import Report, evaluate
+from compressor.deploy import Deployment, deploy, evaluate_deployed
 from compressor.schedules import gradual_prune
 from compressor.structured import prune_channels
 from compressor.training import finetune
 
 __all__ = [
-    "DataSplits", "Finetune", "LatencyConfig", "LowRank", "Prune", "Quantize", "Recipe", "Report", "Sample", "Split",
-    "apply_step", "build_model", "compress", "compress_stages", "distill", "encode", "evaluate", "export", "finetune",
+    "DataSplits", "Deployment", "Finetune", "LatencyConfig", "LowRank", "Prune", "Quantize", "Recipe", "Report", "Sample", "Split",
+    "apply_step", "build_model", "compress", "compress_stages", "deploy", "distill", "encode", "evaluate", "evaluate_deployed", "export", "finetune",
     "gradual_prune", "list_samples", "load", "load_sample", "low_rank", "make_student", "prune", "prune_channels",
     "quantize", "train_scratch",
 ]

@@ -10,6 +10,7 @@ from torch import nn
 
 from compressor import artifact
 from compressor.data import DataSplits
+from compressor.deploy import deploy, deployed_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
 from compressor.models import baseline_source, build_model, is_entry_point, list_samples, load_data, parse_shape, random_data
 from compressor.pipeline import compress
@@ -70,11 +71,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     baseline = build_model(baseline_source(source)) if _is_artifact(args.model) and source else model
     latency = LatencyConfig(batch_size=args.batch_size, threads=args.threads, runs=args.runs)
     report = evaluate(small, data, baseline=baseline, latency=latency, recipe=recipe and recipe.to_dict())
+    if args.deployed:
+        deployment, _ = deploy(small, data, baseline, latency, simulated_accuracy=report.accuracy)
+        report = with_deployment(report, deployment)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    _, small, _, recipe = _compressed(args)
+    _, small, data, recipe = _compressed(args)
+    if args.format == "onnx":
+        plan = plan_kernels(small)
+        proto = deployed_graph(small, data.test.X[:2], plan, calibration=data.train.X)
+        Path(args.out).write_bytes(proto.SerializeToString())
+        print(f"wrote {args.out}: {proto.ByteSize():,} bytes, ONNX for ONNX Runtime ({plan.kernel}: {plan.reason})")
+        return
     written = artifact.export(small, args.out, recipe=recipe and recipe.to_dict())
     print(f"wrote {args.out}: {written.size:,} bytes")
 
@@ -89,6 +99,14 @@ def format_report(report: Report) -> str:
         lines.append(
             f"latency: median of {report.latency_runs} runs, batch {report.batch_size}, {report.threads} thread(s), "
             f"{flushed}{ratio}"
+        )
+    if report.deployment is not None:
+        d = report.deployment
+        lines.append(
+            f"deployed: {d.runtime} {d.runtime_version} ({d.execution_provider}), kernel {d.kernel}"
+            f"{' (simulated: fp32 latency)' if d.simulated else ''}, batch {d.batch_size}, {d.threads} thread(s), "
+            f"CPU {', '.join(d.cpu_flags) or 'no AVX2/AVX-512/VNNI'}; {d.deployed_latency_ms:.4f} ms vs fp32 "
+            f"{d.deployed_baseline_latency_ms:.4f} ms, speedup {d.deployed_speedup:.2f}×"
         )
     lines += [f"note: {note}" for note in report.notes]
     lines += ["", report.to_frame().to_string(index=False)]
@@ -114,8 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--threads", type=int, default=LatencyConfig.threads, help="threads for latency")
             cmd.add_argument("--runs", type=int, default=LatencyConfig.runs, help="timed runs (at least 20)")
             cmd.add_argument("--json", action="store_true", help="print one JSON object")
+            cmd.add_argument("--deployed", action="store_true",
+                             help="also deploy on ONNX Runtime: integer kernels, deployed latency and accuracy")
         else:
-            cmd.add_argument("--out", required=True, help="artifact file to write")
+            cmd.add_argument("--out", required=True, help="file to write")
+            cmd.add_argument("--format", choices=("clab", "onnx"), default="clab",
+                             help="clab: the compressed artifact (default); onnx: the graph ONNX Runtime runs "
+                                  "(int8 / int4 kernels where the weights allow)")
     return parser
 
 

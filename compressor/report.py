@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -16,6 +16,9 @@ from compressor.data import DataSplits, Split
 from compressor.artifact import encode
 from compressor.latency import LatencyConfig, measure_latency
 from compressor.state import recipe_of
+
+if TYPE_CHECKING:  # deploy.py builds on this module: Report only holds its result
+    from compressor.deploy import Deployment
 
 EVAL_BATCH = 1024  # inputs per forward pass while scoring accuracy
 
@@ -55,6 +58,19 @@ class Report:
     layers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # plain-language caveats: where a technique gives no speedup
     recipe: dict[str, Any] | None = None
+    deployment: Deployment | None = None  # ONNX Runtime measurement (compressor.deploy.with_deployment), if taken
+
+    @property
+    def deployed_latency_ms(self) -> float | None:
+        return self.deployment and self.deployment.deployed_latency_ms
+
+    @property
+    def deployed_baseline_latency_ms(self) -> float | None:
+        return self.deployment and self.deployment.deployed_baseline_latency_ms
+
+    @property
+    def deployed_speedup(self) -> float | None:
+        return self.deployment and self.deployment.deployed_speedup
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +91,11 @@ class Report:
             ("effective MACs", self.baseline_macs, self.effective_macs),
             ("latency (ms per batch)", self.baseline_latency_ms, self.latency_ms),
         ]
+        if self.deployment is not None:
+            rows += [
+                (f"{self.metric} deployed", self.deployment.baseline_accuracy, self.deployment.deployed_accuracy),
+                ("deployed latency (ms per batch)", self.deployed_baseline_latency_ms, self.deployed_latency_ms),
+            ]
         return pd.DataFrame(rows, columns=["measure", "baseline", "compressed"]).set_index("measure")
 
 

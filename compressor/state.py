@@ -77,6 +77,15 @@ def set_input_quant(module: nn.Module, spec: InputQuant) -> None:
         module.register_forward_pre_hook(_quantize_input_hook)
 
 
+def clear_input_quant(module: nn.Module) -> None:
+    """Remove a layer's input quantization and its hook (a deployed int8 kernel quantizes its input itself)."""
+    if hasattr(module, INPUT_QUANT):
+        delattr(module, INPUT_QUANT)
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if hook is _quantize_input_hook:
+                del module._forward_pre_hooks[key]
+
+
 def weight_quant(module: nn.Module) -> WeightQuant | None:
     return getattr(module, WEIGHT_QUANT, None)
 

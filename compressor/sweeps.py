@@ -16,12 +16,18 @@ from compressor.report import Report, evaluate
 SUMMARY_KEYS = (
     "accuracy", "baseline_accuracy", "accuracy_drop", "macro_f1", "params", "nonzero_params", "compressed_bytes",
     "compression_ratio", "macs", "effective_macs", "latency_ms", "baseline_latency_ms", "speedup",
+    "deployed_latency_ms", "deployed_baseline_latency_ms", "deployed_speedup",
 )
 
 
 def summary(report: Report) -> dict[str, Any]:
-    """The headline numbers of a report, one flat row."""
-    return {key: getattr(report, key) for key in SUMMARY_KEYS}
+    """The headline numbers of a report, one flat row; `kernel` says how it was deployed ("simulated": no native
+    kernel, fp32 latency; None: not deployed) and `deployed_accuracy` is the deployed model's own."""
+    deployment = report.deployment
+    return {key: getattr(report, key) for key in SUMMARY_KEYS} | {
+        "kernel": deployment and deployment.kernel,
+        "deployed_accuracy": deployment and deployment.deployed_accuracy,
+    }
 
 
 def sweep(

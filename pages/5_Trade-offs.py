@@ -5,6 +5,7 @@ from compressor import Recipe
 from compressor.figures.tradeoffs import VIEWS, describe_recipe, front_3d, tradeoff_3d, tradeoff_scatter
 from ui import cache, points
 from ui.session import model_picker
+from ui.latency_view import SOURCES, latency_view
 from ui.tradeoffs_cache import add_quick_grid, grid_recorded, quick_grid
 
 FEW_POINTS = 6  # below this many, offer the quick grid up front
@@ -19,9 +20,10 @@ st.markdown(
     "Every configuration evaluated in this session — on any page — is a point here. A point is on the "
     "**Pareto front** when no other point is at least as accurate, as small and as fast while beating it on one "
     "of those: the front is the menu of sensible choices, everything else is beaten by something you already "
-    "tried. Latency only improves when the dense computation itself shrinks — **structured pruning** and "
-    "**low-rank** factorization; zeros and quantized weights are still computed in fp32 here, so they shrink "
-    "the file but not the time."
+    "tried. In eager PyTorch latency only improves when the dense computation itself shrinks — **structured "
+    "pruning** and **low-rank** factorization. **Deployed** on ONNX Runtime, 8-bit weights also run on int8 "
+    "kernels and 4-bit Linear weights on 4-bit kernels; other bit widths and k-means are *simulated* (fp32 "
+    "latency), and unstructured zeros run through dense kernels either way."
 )
 
 count = len(points.table(name))
@@ -37,15 +39,21 @@ if st.button("Add a quick grid", key="trade_grid", disabled=grid_recorded(name),
     add_quick_grid(name)
     st.rerun()  # redraw the count and the button with the new points (the grid is cached now)
 
-table = points.table(name)
+latency_source = st.radio(
+    "Latency shown", SOURCES, horizontal=True, key="trade_latency_source",
+    help="Deployed: each configuration exported to ONNX and run by ONNX Runtime on this CPU, on int8 / int4 integer "
+         "kernels where its weights allow ('simulated' points have no native kernel and run in fp32). Eager: PyTorch "
+         "running every model in fp32, where quantization never speeds anything up.",
+)
+table = latency_view(points.table(name), latency_source)
 table["front"] = front_3d(table)
 table["summary"] = table["recipe"].map(describe_recipe)
 untimed = int(table["latency_ms"].isna().sum())
 if untimed:
     st.caption(f"{untimed} point(s) were evaluated without latency timing: they appear only in the accuracy vs "
                "size view.")
-st.caption("Latency is shown relative to the uncompressed model's, timed alongside it (so the ratio holds while "
-           "the server's load changes). Hover a point to see its recipe.")
+st.caption(f"Latency shown: **{latency_source}**, relative to the uncompressed model's on the same runtime, timed "
+           "alongside it (so the ratio holds while the server's load changes). Hover a point to see its recipe.")
 
 tabs = st.tabs([*VIEWS, "3-D view"], key="trade_view", on_change="rerun")  # only the open tab is drawn
 for tab, (title, (x, y)) in zip(tabs, VIEWS.items()):
@@ -68,6 +76,8 @@ columns = {  # shown column -> how it looks
     "compression_ratio": st.column_config.NumberColumn("× smaller", format="%.1f×"),
     "latency_ms": st.column_config.NumberColumn("latency ms", format="%.3f"),
     "speedup": st.column_config.NumberColumn("speedup", format="%.2f×"),
+    "kernel": st.column_config.TextColumn("kernel", help="How ONNX Runtime ran it: fp32, int8, int4, or simulated "
+                                          "(no native kernel here: the file is real, the latency is fp32's)"),
     "nonzero_params": st.column_config.NumberColumn("non-zero params", format="localized"),
     "macs": st.column_config.NumberColumn("MACs / example", format="localized"),
     "front": st.column_config.CheckboxColumn("on front"),
@@ -76,7 +86,7 @@ columns = {  # shown column -> how it looks
 }
 view = table.assign(accuracy_pct=table["accuracy"] * 100, drop_pts=-table["accuracy_drop"] * 100)
 overview = ["pinned", "label", "accuracy_pct", "compressed_bytes", "compression_ratio", "latency_ms", "speedup",
-            "front", "page", "summary"]
+            "kernel", "front", "page", "summary"]
 edited = st.data_editor(view[overview], key=f"trade_pins_{name}", hide_index=True, width="stretch",
                         disabled=overview[1:], column_config={c: columns[c] for c in overview})
 for recipe_json, was, now in zip(table["recipe"], table["pinned"], edited["pinned"]):
@@ -89,11 +99,12 @@ if not pinned.any():
 else:
     st.subheader(f"Pinned: {pinned.sum()}")
     compared = ["label", "accuracy_pct", "drop_pts", "compressed_bytes", "compression_ratio", "latency_ms", "speedup",
-                "nonzero_params", "macs", "summary"]
+                "kernel", "nonzero_params", "macs", "summary"]
     st.dataframe(view[pinned][compared], hide_index=True, width="stretch",
                  column_config={c: columns[c] for c in compared})
 exported = ["label", "page", "accuracy", "accuracy_drop", "compressed_bytes", "compression_ratio", "latency_ms",
-            "speedup", "nonzero_params", "macs", "summary", "recipe"]
+            "speedup", "latency_shown", "kernel", "deployed_accuracy", "deployed_latency_ms", "deployed_speedup",
+            "eager_latency_ms", "eager_speedup", "nonzero_params", "macs", "summary", "recipe"]
 rows = table[pinned] if pinned.any() else table
 st.download_button(
     f"Download {'the comparison' if pinned.any() else 'all points'} (CSV)", rows[exported].to_csv(index=False),

@@ -83,6 +83,19 @@ cols[2].download_button("Per-layer report (CSV)", report_csv(report), file_name=
 cols[3].download_button("Full report (JSON)", report_json(report), file_name=f"{stem}.report.json",
                         mime="application/json", key="export_report_json", icon=":material/download:")
 
+st.subheader("For deployment: ONNX")
+deployed = report.deployment
+onnx_bytes = cache.onnx_file(name, recipe_json)
+if deployed is not None:
+    kind = ("**simulated**: no native kernel for these weights on this CPU, so it holds fp32 weights and runs at "
+            "fp32 speed" if deployed.simulated else f"{deployed.kernel} kernels: {deployed.kernel_detail}")
+    st.markdown(f"**{stem}.onnx** ({len(onnx_bytes):,} bytes) is the graph ONNX Runtime ran for this report — "
+                f"{kind}. Deployed: {deployed.deployed_accuracy:.1%} {report.metric}, "
+                f"{deployed.deployed_latency_ms:.3f} ms per batch of {deployed.batch_size} "
+                f"({deployed.deployed_speedup:.2f}× the fp32 model on the same runtime).")
+st.download_button("Deployable model (.onnx)", onnx_bytes, file_name=f"{stem}.onnx", mime="application/octet-stream",
+                   key="export_onnx", icon=":material/download:")
+
 st.header("Load it back")
 python_tab, cli_tab = st.tabs(["Python", "Command line"])
 with python_tab:
@@ -99,7 +112,9 @@ with cli_tab:
         f"# measure the file: accuracy, size, latency against the uncompressed {name}\n"
         f"python -m compressor evaluate --model {stem}.clab\n\n"
         f"# or rebuild the same file from the recipe\n"
-        f"python -m compressor export --model {name} --recipe {stem}.recipe.json --out {stem}.clab",
+        f"python -m compressor export --model {name} --recipe {stem}.recipe.json --out {stem}.clab\n\n"
+        f"# the ONNX graph for ONNX Runtime (int8 / int4 kernels where the weights allow)\n"
+        f"python -m compressor export --model {name} --recipe {stem}.recipe.json --out {stem}.onnx --format onnx",
         language="bash",
     )
 

@@ -6,6 +6,7 @@ import streamlit as st
 from torch import nn
 
 import compressor as cz
+from compressor.deploy import deploy, deployed_graph, with_deployment
 from compressor.pipeline import RecipeLike, as_recipe
 
 
@@ -37,8 +38,24 @@ def compressed(name: str, recipe_json: str) -> nn.Module:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
-    """The measured report of a recipe; latency is timed once per configuration and then reused."""
+    """The measured report of a recipe; latency is timed once per configuration and then reused.
+
+    Timed reports are also deployed on ONNX Runtime (integer kernels where the weights allow), so pages can show
+    the deployed latency next to eager PyTorch's.
+    """
     s = sample(name)
     recipe = cz.Recipe.from_json(recipe_json)
     latency = cz.LatencyConfig() if timed else None
-    return cz.evaluate(compressed(name, recipe_json), s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
+    model = compressed(name, recipe_json)
+    report = cz.evaluate(model, s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
+    if latency is None:
+        return report
+    deployment, _ = deploy(model, s.data, s.model, latency, simulated_accuracy=report.accuracy)
+    return with_deployment(report, deployment)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def onnx_file(name: str, recipe_json: str) -> bytes:
+    """The deployed ONNX graph of a recipe (what ONNX Runtime ran for the report), as file bytes."""
+    s = sample(name)
+    return deployed_graph(compressed(name, recipe_json), s.data.test.X[:2], calibration=s.data.train.X).SerializeToString()

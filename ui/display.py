@@ -24,13 +24,24 @@ def metric_row(report: Report) -> None:
     drop_points = -report.accuracy_drop * 100
     cols[0].metric(
         report.metric.capitalize(), f"{report.accuracy:.1%}", f"{drop_points:+.1f} pts",
-        help=f"On {report.test_examples} held-out examples; baseline {report.baseline_accuracy:.1%}.",
+        help=f"On {report.test_examples} held-out examples; baseline {report.baseline_accuracy:.1%}."
+        + (f" Deployed on ONNX Runtime: {report.deployment.deployed_accuracy:.1%}." if report.deployment else ""),
     )
     cols[1].metric(
         "Size (exported file)", format_bytes(report.compressed_bytes), f"{report.compression_ratio:.1f}× smaller",
         delta_color="off", help=f"fp32 baseline: {format_bytes(report.baseline_dense_bytes)}.",
     )
-    if report.latency_ms is not None:
+    if report.deployment is not None:
+        d = report.deployment
+        delta, colour = relative_change(d.deployed_latency_ms, d.deployed_baseline_latency_ms)
+        cols[2].metric(
+            "Latency (deployed)" + (", simulated" if d.simulated else ""), f"{d.deployed_latency_ms:.3f} ms", delta,
+            delta_color=colour,
+            help=f"ONNX Runtime {d.runtime_version}, {d.kernel} kernels ({d.kernel_detail}); median of {d.runs} runs, "
+            f"batch {d.batch_size}, {d.threads} thread(s); fp32 baseline on ONNX Runtime "
+            f"{d.deployed_baseline_latency_ms:.3f} ms. Eager PyTorch: {report.latency_ms:.3f} ms.",
+        )
+    elif report.latency_ms is not None:
         delta, colour = relative_change(report.latency_ms, report.baseline_latency_ms)
         cols[2].metric(
             "Latency", f"{report.latency_ms:.3f} ms", delta, delta_color=colour,
@@ -57,9 +68,21 @@ def flushed_text(report: Report) -> str:
 
 
 def latency_caption(report: Report) -> None:
-    """How latency was timed; the speedup only where there is a ratio (not for the baseline against itself)."""
-    if report.latency_ms is not None:
-        ratio = f" (speedup {report.speedup:.2f}×)" if report.speedup is not None else ""
+    """How latency was timed; a speedup only where there is a ratio (not for the baseline against itself)."""
+    ratio = f" (speedup {report.speedup:.2f}×)" if report.speedup is not None else ""
+    if report.deployment is not None:
+        d = report.deployment
+        simulated = (" **Simulated**: no native kernel for these weights on this CPU, so the deployed latency is "
+                     "the fp32 graph's." if d.simulated else "")
+        deployed_ratio = f"speedup {d.deployed_speedup:.2f}×; " if report.speedup is not None else ""
+        st.caption(
+            f"Latency shown: **deployed** on ONNX Runtime {d.runtime_version} ({d.execution_provider}, {d.kernel} "
+            f"kernels), median of {d.runs} runs after warm-up, batch {d.batch_size}, {d.threads} thread(s), "
+            f"{flushed_text(report)}, timed alongside the fp32 baseline on the same runtime ({deployed_ratio}CPU: "
+            f"{', '.join(d.cpu_flags) or 'no AVX2/AVX-512/VNNI'}). Eager PyTorch: {report.latency_ms:.3f} ms"
+            f"{ratio}.{simulated}"
+        )
+    elif report.latency_ms is not None:
         st.caption(
             f"Latency: median of {report.latency_runs} timed runs after warm-up, batch {report.batch_size}, "
             f"{report.threads} thread(s), {flushed_text(report)} (as deployment runtimes do), measured on this "

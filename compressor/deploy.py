@@ -1,0 +1,420 @@
+"""Deployed reality: the compressed model as ONNX Runtime runs it on this CPU, timed next to the fp32 baseline.
+
+Eager PyTorch runs a fake-quantized model in fp32, so a quantized model is never faster there. Deployment
+turns the recipe's weights into the kernels a runtime really has:
+
+    kernel     when                                      graph ONNX Runtime runs
+    fp32       nothing quantized (pruned, structured,    the exported fp32 graph: smaller layers and
+               low-rank, distilled)                      factorized pairs run smaller dense kernels
+    int8       every quantized layer has 8-bit uniform   Linear: dynamic quantization (MatMulInteger; the
+               weights                                   input is quantized per batch, weights per tensor or
+                                                         per channel as the recipe says); Conv: static QDQ
+                                                         calibrated on the training split (QLinearConv)
+    int4       every quantized layer is a Linear with    block-wise 4-bit weight-only MatMulNBits
+               4-bit uniform weights                     (blocks of BLOCK_SIZE inputs, fp32 activations)
+    simulated  anything else (1–3, 5–7 bits, k-means,    the fp32 graph: the compressed file is real, the
+               4-bit convolutions, mixed widths)         latency is fp32's (no native kernel here)
+
+ONNX Runtime re-derives integer codes from the (already quantized) fp32 weights, so the deployed model
+can differ a little from the simulated one: int8 dynamic also quantizes each layer's input to 8 bits per
+batch, and int4 re-quantizes per block of BLOCK_SIZE inputs instead of per output channel. Accuracy is
+therefore measured on the deployed model itself.
+
+Timing: CPUExecutionProvider, `intra_op_num_threads` = threads, sequential execution, denormals flushed
+to zero (ORT's `session.set_denormal_as_zero`), warm-up, then the median of many runs alternating model and
+baseline run by run (as `compressor.latency.measure_latency` does for eager PyTorch).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+from torch import nn
+
+from compressor.data import DataSplits
+from compressor.latency import Latency, LatencyConfig
+from compressor.layers import eligible_layers
+from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
+from compressor.report import Report, evaluate, score
+from compressor.sparse_kernel import SparseTiming, linear_sparsity, time_csr
+from compressor.state import INPUT_QUANT, clear_input_quant, weight_quant
+
+PROVIDER = "CPUExecutionProvider"
+BLOCK_SIZE = 32  # MatMulNBits: inputs sharing one 4-bit scale (a power of two ≥ 16; ORT's default is 128)
+CALIBRATION_EXAMPLES = 256  # training inputs the static (convolution) quantizer observes
+CALIBRATION_BATCH = 64
+EVAL_BATCH = 1024  # inputs per session run while scoring
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # what int8 / int4 kernels use on x86
+KERNELS = ("fp32", "int8", "int4", "simulated")
+SPARSE_FROM = 0.25  # Linear layers at least this sparse (pruned, not just rounded) are also timed with CSR at batch 1
+ACCURACY_GAP = 0.005  # a deployed accuracy this far (half a point) from the simulated one is explained
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ONNX Runtime's quantizers log advice and per-node lines on the root logger: hold them back."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+# ---------------------------------------------------------------- which kernels
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Which ONNX Runtime kernels a compressed model can run on, and why."""
+
+    kernel: str  # one of KERNELS
+    layers: tuple[str, ...] = ()  # quantized layers the integer kernels compute (int8 / int4)
+    per_channel: bool = False  # int8: one weight scale per output channel
+    symmetric: bool = True  # weights on a grid symmetric about zero
+    reason: str = ""  # one line, for reports
+
+    @property
+    def simulated(self) -> bool:
+        return self.kernel == "simulated"
+
+
+def plan_kernels(model: nn.Module) -> KernelPlan:
+    """The kernel family a model's quantization maps onto (see the module docstring's table)."""
+    quantized = {name: (m, weight_quant(m)) for name, m in eligible_layers(model).items() if weight_quant(m)}
+    if not quantized:
+        return KernelPlan("fp32", reason="no quantized weights: the fp32 graph runs as exported")
+    specs = [spec for _, spec in quantized.values()]
+    bits = sorted({spec.bits for spec in specs})
+    names = tuple(quantized)
+    symmetric = all(spec.scheme == "symmetric" for spec in specs)
+    if any(spec.method == "kmeans" for spec in specs):
+        return KernelPlan("simulated", reason="k-means codebooks have no integer kernel: runs in fp32")
+    if bits == [8]:
+        per_channel = any(spec.granularity == "channel" for spec in specs)
+        return KernelPlan("int8", names, per_channel, symmetric, "8-bit weights run on integer kernels")
+    if bits == [4] and all(isinstance(m, nn.Linear) for m, _ in quantized.values()):
+        return KernelPlan("int4", names, False, symmetric, "4-bit Linear weights run on MatMulNBits")
+    why = "4-bit convolutions have no 4-bit kernel" if bits == [4] else f"{'/'.join(map(str, bits))}-bit weights " \
+        "have no native kernel"
+    return KernelPlan("simulated", reason=f"{why} on this CPU: runs in fp32")
+
+
+# ---------------------------------------------------------------- deployed graphs
+
+
+class _Calibration(CalibrationDataReader):
+    """Batches of training inputs for ONNX Runtime's static quantizer (activation ranges)."""
+
+    def __init__(self, inputs: Inputs) -> None:
+        named = {k: v[:CALIBRATION_EXAMPLES].numpy() for k, v in input_dict(inputs).items()}
+        count = len(next(iter(named.values())))
+        self._batches = iter(
+            [{k: v[i : i + CALIBRATION_BATCH] for k, v in named.items()} for i in range(0, count, CALIBRATION_BATCH)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _nodes(proto: onnx.ModelProto, layers: tuple[str, ...], kinds: tuple[str, ...]) -> list[str]:
+    return [node for layer in layers for node in layer_nodes(proto, layer, kinds)]
+
+
+def _check_mapped(proto: onnx.ModelProto, plan: KernelPlan) -> None:
+    """Every layer the plan quantizes must be found in the graph: a layer silently left in fp32 would be a wrong label."""
+    missing = [layer for layer in plan.layers if not layer_nodes(proto, layer, ("Conv", "MatMul"))]
+    if missing:
+        raise ValueError(f"layer(s) {', '.join(missing)} not found in the exported ONNX graph; cannot put their "
+                         f"weights on {plan.kernel} kernels")
+
+
+def int8_graph(proto: onnx.ModelProto, plan: KernelPlan, calibration: Inputs) -> onnx.ModelProto:
+    """Convolutions → static QDQ (calibrated); Linear (MatMul) → dynamic int8, only on the plan's layers."""
+    proto = gemm_to_matmul(proto)
+    _check_mapped(proto, plan)
+    convs, matmuls = _nodes(proto, plan.layers, ("Conv",)), _nodes(proto, plan.layers, ("MatMul",))
+    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
+        if convs:
+            path = str(Path(tmp) / "static.onnx")
+            quantize_static(
+                proto, path, _Calibration(calibration), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                nodes_to_quantize=convs, per_channel=plan.per_channel, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, extra_options={"WeightSymmetric": plan.symmetric},
+            )
+            proto = onnx.load(path)
+        if matmuls:
+            path = str(Path(tmp) / "dynamic.onnx")
+            quantize_dynamic(
+                proto, path, op_types_to_quantize=["MatMul"], nodes_to_quantize=matmuls, per_channel=plan.per_channel,
+                weight_type=QuantType.QInt8 if plan.symmetric else QuantType.QUInt8,
+                extra_options={"WeightSymmetric": plan.symmetric},
+            )
+            proto = onnx.load(path)
+    return proto
+
+
+def int4_graph(proto: onnx.ModelProto, plan: KernelPlan) -> onnx.ModelProto:
+    """The plan's Linear layers → MatMulNBits (4-bit weights in blocks of BLOCK_SIZE inputs)."""
+    proto = gemm_to_matmul(proto)
+    _check_mapped(proto, plan)
+    chosen = set(_nodes(proto, plan.layers, ("MatMul",)))
+    others = [node.name for node in proto.graph.node if node.op_type == "MatMul" and node.name not in chosen]
+    quantizer = MatMulNBitsQuantizer(  # its nodes_to_include adds to the op types: exclude the others instead
+        proto, bits=4, block_size=BLOCK_SIZE, is_symmetric=plan.symmetric, nodes_to_exclude=others,
+        op_types_to_quantize=("MatMul",),
+    )
+    with _quiet_quantizer():
+        quantizer.process()
+    return quantizer.model.model
+
+
+def deployed_graph(model: nn.Module, example: Inputs, plan: KernelPlan | None = None,
+                   calibration: Inputs | None = None,
+                   dynamic_axes: Mapping[str, Mapping[int, str]] | None = None) -> onnx.ModelProto:
+    """The ONNX graph that deploys `model` on the kernels of `plan` (default: `plan_kernels(model)`).
+
+    `calibration` (training inputs) is needed when int8 convolutions are quantized statically. `example`
+    may be named inputs (token ids and mask, int64) with `dynamic_axes` such as {"input_ids": {1: "sequence"}}.
+    """
+    plan = plan or plan_kernels(model)
+    if plan.kernel == "int8":
+        model = _inputs_left_to_kernels(model)
+    proto = to_onnx(model, example, dynamic_axes)
+    if plan.kernel == "int8":
+        if calibration is None and any(isinstance(m, nn.Conv1d | nn.Conv2d) for m in _modules(model, plan.layers)):
+            raise ValueError("int8 convolutions are quantized statically: pass calibration inputs (the training split)")
+        return int8_graph(proto, plan, calibration if calibration is not None else example)
+    if plan.kernel == "int4":
+        return int4_graph(proto, plan)
+    return proto
+
+
+def _inputs_left_to_kernels(model: nn.Module) -> nn.Module:
+    """A copy without simulated input quantization: int8 kernels quantize each layer's input themselves (per batch
+    for Linear, calibrated on training data for convolutions), and ORT's static quantizer cannot stack its QDQ
+    on the exported fake-quantization of a convolution's input."""
+    if not any(hasattr(m, INPUT_QUANT) for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        clear_input_quant(module)
+    return model
+
+
+def _modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+    modules = dict(model.named_modules())
+    return [modules[name] for name in names if name in modules]
+
+
+# ---------------------------------------------------------------- running and timing
+
+
+def session(proto: onnx.ModelProto, threads: int = 1, optimize: bool = True) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session: `threads` intra-op threads, sequential, FTZ/DAZ, all graph optimizations
+    (optimize=False runs the graph node by node as exported: how tests check the exporter itself)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=[PROVIDER])
+
+
+def feeds(inputs: Inputs, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+    """Session inputs for rows start:stop, in each input's own dtype (float32 features, int64 token ids)."""
+    return {name: t[start:stop].numpy() for name, t in input_dict(inputs).items()}
+
+
+def outputs(sess: ort.InferenceSession, inputs: Inputs) -> torch.Tensor:
+    """The session's first output over all inputs, in batches of EVAL_BATCH."""
+    count = len(next(iter(input_dict(inputs).values())))
+    parts = [sess.run(None, feeds(inputs, i, i + EVAL_BATCH))[0] for i in range(0, count, EVAL_BATCH)]
+    return torch.from_numpy(np.concatenate(parts))
+
+
+def batch_feeds(inputs: Inputs, batch_size: int) -> dict[str, np.ndarray]:
+    """The first batch_size inputs (repeated when there are fewer) as session inputs."""
+    named = input_dict(inputs)
+    count = len(next(iter(named.values())))
+    repeats = -(-batch_size // count)
+    return {k: (v.repeat((repeats,) + (1,) * (v.dim() - 1)) if repeats > 1 else v)[:batch_size].numpy()
+            for k, v in named.items()}
+
+
+def time_calls(calls: Mapping[str, Callable[[], Any]], config: LatencyConfig) -> dict[str, Latency]:
+    """Warm each call up, then time them alternately run by run (forward, then reverse order)."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        for _ in range(config.warmup):
+            calls[name]()
+    for run in range(config.runs):
+        for name in names if run % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    result = {}
+    for name, samples in times.items():
+        q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+        result[name] = Latency(median, q1, q3, len(samples), config.batch_size, config.threads)
+    return result
+
+
+def time_sessions(sessions: Mapping[str, ort.InferenceSession], inputs: Inputs,
+                  config: LatencyConfig = LatencyConfig()) -> dict[str, Latency]:
+    """Milliseconds per batch of each session on the same batch, interleaved."""
+    batch = batch_feeds(inputs, config.batch_size)
+    return time_calls({name: (lambda s=s: s.run(None, batch)) for name, s in sessions.items()}, config)
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """The instruction sets int8 / int4 speed depends on that this CPU has (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return tuple(flag for flag in CPU_FLAGS if flag in flags)
+
+
+# ---------------------------------------------------------------- the measurement
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The compressed model deployed on ONNX Runtime, next to the fp32 baseline deployed the same way."""
+
+    kernel: str  # "fp32" | "int8" | "int4" | "simulated" (no native kernel: runs in fp32)
+    kernel_detail: str  # which operators, granularity, why
+    simulated: bool  # True: the file is real, the deployed latency is fp32's
+    runtime: str  # "onnxruntime"
+    runtime_version: str
+    execution_provider: str
+    op_types: list[str]  # operators of the deployed graph (before ORT's own fusions)
+    deployed_bytes: int  # the deployed .onnx file
+    baseline_bytes: int  # the fp32 baseline's .onnx file
+    deployed_accuracy: float  # of the deployed model itself
+    simulated_accuracy: float  # of the PyTorch model (the report's accuracy)
+    baseline_accuracy: float  # of the deployed fp32 baseline
+    deployed_latency_ms: float  # median per batch
+    deployed_latency_spread_ms: float  # interquartile range
+    deployed_baseline_latency_ms: float
+    deployed_speedup: float  # deployed_baseline_latency_ms / deployed_latency_ms
+    batch_size: int
+    sequence_length: int | None  # tokens per input for sequence models; None for fixed-size inputs
+    threads: int
+    runs: int
+    denormals_flushed: bool  # ORT flushes subnormal floats to zero (FTZ/DAZ) in these sessions
+    cpu_flags: list[str]
+    sparse: SparseTiming | None = None  # unstructured zeros: dense vs CSR kernel at batch 1 (eager, SciPy CSR)
+    notes: list[str] = field(default_factory=list)
+
+
+def deploy(model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig = LatencyConfig(),
+           simulated_accuracy: float | None = None, sequence_length: int | None = None) -> tuple[Deployment, onnx.ModelProto]:
+    """Export `model` and `baseline`, run both on ONNX Runtime, score and time them; returns the measurement
+    and the deployed graph (write it with `proto.SerializeToString()`)."""
+    plan = plan_kernels(model)
+    test = data.test
+    example = test.X[: min(2, len(test))]
+    proto = deployed_graph(model, example, plan, data.train.X)
+    base_proto = to_onnx(baseline, example)
+    sess, base_sess = session(proto, latency.threads), session(base_proto, latency.threads)
+    reference = outputs(base_sess, test.X).argmax(dim=-1)
+    target = test.y if test.y is not None else reference
+    accuracy, _ = score(outputs(sess, test.X).argmax(dim=-1), target)
+    base_accuracy, _ = score(reference, target)
+    if simulated_accuracy is None:
+        with torch.inference_mode():
+            simulated_accuracy, _ = score(model.eval()(test.X).argmax(dim=-1), target)
+    timing = time_sessions({"model": sess, "baseline": base_sess}, test.X, latency)
+    lat, base = timing["model"], timing["baseline"]
+    ops = {node.op_type for node in proto.graph.node}
+    deployment = Deployment(
+        kernel=plan.kernel, kernel_detail=_detail(plan, ops), simulated=plan.simulated, runtime="onnxruntime",
+        runtime_version=ort.__version__, execution_provider=PROVIDER, op_types=sorted(ops),
+        deployed_bytes=proto.ByteSize(), baseline_bytes=base_proto.ByteSize(),
+        deployed_accuracy=accuracy, simulated_accuracy=simulated_accuracy, baseline_accuracy=base_accuracy,
+        deployed_latency_ms=lat.median_ms, deployed_latency_spread_ms=lat.spread_ms,
+        deployed_baseline_latency_ms=base.median_ms, deployed_speedup=base.median_ms / lat.median_ms,
+        batch_size=latency.batch_size, sequence_length=sequence_length, threads=latency.threads, runs=latency.runs,
+        denormals_flushed=True, cpu_flags=list(cpu_flags()),
+        sparse=_sparse_timing(model, test.X, latency),
+    )
+    return replace(deployment, notes=deployment_notes(deployment)), proto
+
+
+def _sparse_timing(model: nn.Module, X: torch.Tensor, latency: LatencyConfig) -> SparseTiming | None:
+    """Dense vs CSR at batch 1 when the Linear layers are pruned enough for the comparison to teach something."""
+    if linear_sparsity(model) < SPARSE_FROM:
+        return None
+    return time_csr(model, X, runs=latency.runs, threads=latency.threads)
+
+
+def _detail(plan: KernelPlan, ops: set[str]) -> str:
+    """The kernels in words, from the plan and the operators the deployed graph really holds."""
+    granularity = "per channel" if plan.per_channel else "per tensor"
+    scheme = "symmetric" if plan.symmetric else "affine"
+    if plan.kernel == "int8":
+        parts = ["Linear as dynamic int8 (MatMulInteger)"] if "MatMulInteger" in ops else []
+        if "QuantizeLinear" in ops and "Conv" in ops:
+            parts.append("convolutions as static QDQ calibrated on the training split (QLinearConv)")
+        return f"int8 {scheme} weights {granularity}: {', '.join(parts)}"
+    if plan.kernel == "int4":
+        return f"int4 {scheme} weight-only MatMulNBits, blocks of {BLOCK_SIZE} inputs, fp32 activations"
+    return plan.reason
+
+
+def deployment_notes(d: Deployment) -> list[str]:
+    """What the deployed numbers mean, in plain words."""
+    notes = [f"Deployed on ONNX Runtime {d.runtime_version} ({d.execution_provider}, {d.threads} thread(s), batch "
+             f"{d.batch_size}, denormals flushed): {d.kernel_detail}. Deployed speedup {d.deployed_speedup:.2f}× "
+             f"against the fp32 baseline on the same runtime."]
+    if d.simulated:
+        notes.append("Simulated quantization: the compressed file is real, but no native kernel exists for these "
+                     "weights on this CPU, so the deployed latency is the fp32 graph's.")
+    if d.sparse is not None:
+        pays = "pays" if d.sparse.csr_speedup > 1 else "does not pay yet"
+        notes.append(f"{d.sparse.sparsity:.0%} of the Linear weights are zero: dense kernels skip none of them. A CSR "
+                     f"sparse kernel at batch 1 takes {d.sparse.csr_ms:.3f} ms per input against {d.sparse.dense_ms:.3f} "
+                     f"ms dense ({d.sparse.csr_speedup:.2f}×): at this sparsity and layer size it {pays}.")
+    gap = d.deployed_accuracy - d.simulated_accuracy
+    if abs(gap) > ACCURACY_GAP:
+        why = {"int8": "ONNX Runtime also quantizes each Linear's input to 8 bits per batch (dynamic) and calibrates "
+                       "convolution activations on training data, which the simulated model does not",
+               "int4": f"ONNX Runtime re-quantizes the 4-bit weights in blocks of {BLOCK_SIZE} inputs instead of the "
+                       "recipe's grid"}.get(d.kernel, "the runtime's kernels round differently from PyTorch's")
+        notes.append(f"Deployed accuracy {d.deployed_accuracy:.1%} differs from the simulated {d.simulated_accuracy:.1%} "
+                     f"by {gap * 100:+.1f} points: {why}.")
+    return notes
+
+
+def with_deployment(report: Report, deployment: Deployment) -> Report:
+    """The report with its deployed measurement attached (and its notes appended)."""
+    return replace(report, deployment=deployment, notes=[*report.notes, *deployment.notes])
+
+
+def evaluate_deployed(model: nn.Module, data: DataSplits, baseline: nn.Module | None = None,
+                      latency: LatencyConfig = LatencyConfig(), recipe: dict[str, Any] | None = None) -> Report:
+    """`compressor.evaluate` plus the deployed measurement (ONNX Runtime latency, kernels, deployed accuracy)."""
+    baseline = model if baseline is None else baseline
+    report = evaluate(model, data, baseline=baseline, latency=latency, recipe=recipe)
+    deployment, _ = deploy(model, data, baseline, latency, simulated_accuracy=report.accuracy)
+    return with_deployment(report, deployment)
