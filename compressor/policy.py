@@ -104,6 +104,21 @@ def uniform_policy(layers: list[str], amount: float | None = None, bits: int | s
     return {name: LayerChoice(amount=amount, bits=bits) for name in layers}
 
 
+def describe_policy(policy: Policy) -> str:
+    """One line: "fc1 90% 4b · fc2 70% fp32 · fc3 r0.5"."""
+    parts = []
+    for name, c in policy.items():
+        genes = []
+        if c.amount:
+            genes.append(f"{c.amount:.0%}")
+        if c.bits is not None:
+            genes.append("fp32" if c.bits == FP32 else c.bits if isinstance(c.bits, str) else f"{c.bits}b")
+        if c.rank_ratio is not None and c.rank_ratio < 1:
+            genes.append(f"r{c.rank_ratio:g}")
+        parts.append(f"{name} {' '.join(genes) or 'as is'}")
+    return " · ".join(parts)
+
+
 def policy_to_dict(policy: Policy) -> dict[str, dict[str, Any]]:
     return {name: {k: v for k, v in vars(c).items() if v is not None} for name, c in policy.items()}
 

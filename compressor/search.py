@@ -7,13 +7,12 @@ samplers' `constraints_func` is deprecated); NSGA-II ranks a feasible trial abov
 
 Optuna 5's default multi-objective sampler is TPE, so `NSGAIISampler` is chosen explicitly, seeded: one worker
 with the same settings evaluates the same policies in the same order. Several workers (processes or machines)
-share a study through an Optuna storage: `open_storage` (journal file for one machine, PostgreSQL for many) and
-`work` (run until the study holds exactly N complete trials, whatever the number of workers).
+share a study through an Optuna storage: `compressor.workers.open_storage` (journal file for one machine, PostgreSQL for
+many) and `compressor.workers.work` (until the study holds exactly N complete trials, whatever the number of
+workers).
 """
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,14 +21,13 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from compressor.policy import FP32, Evaluator, LayerChoice, Measures, policy_recipe, policy_to_dict
+from compressor.policy import FP32, Evaluator, LayerChoice, Measures, describe_policy, policy_recipe, policy_to_dict
 from compressor.recipe import MAX_AMOUNT
 from compressor.validation import check_choice, check_fraction, check_int
+from compressor.workers import complete_count, work
 
 OBJECTIVES = {"quality": "maximize", "bytes": "minimize", "effective_macs": "minimize", "latency_ms": "minimize"}
 GENERATION_KEY = "NSGAIISampler:generation"  # where NSGAIISampler records a trial's generation (system attr)
-WORKER_KEY = "worker"  # user attr: host:pid:start-time of the process that ran the trial
-SURPLUS_KEY = "surplus"  # user attr of a trial pruned because the study already had its N trials
 
 
 @dataclass(frozen=True)
@@ -147,6 +145,7 @@ def make_objective(evaluator: Evaluator, space: SearchSpace, config: SearchConfi
                                          "metric": m.metric, "latency_ms": m.latency_ms})
         trial.set_user_attr("recipe", policy_recipe(policy).to_json(indent=None))
         trial.set_user_attr("policy", policy_to_dict(policy))
+        trial.set_user_attr("description", describe_policy(policy))
         return [objective_value(m, name) for name in config.objectives]
 
     return objective
@@ -183,95 +182,6 @@ def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config:
     return study
 
 
-# ---------------------------------------------------------------- several workers on one study
-
-
-def work(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], trials: int,
-         callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
-    """Run trials until the study holds exactly `trials` complete ones, with any number of workers.
-
-    Each trial claims a slot before it evaluates: slots are the complete trials plus the unfinished ones with a
-    smaller number. A trial without a slot is surplus: it is pruned and this worker stops. Trial numbers are
-    given out by the storage, so two workers never take the same slot. A trial left running by a worker that
-    died is failed and queued again: by the storage's heartbeat (PostgreSQL), or on a journal file by
-    `recover_dead_workers` (same machine: the process is gone).
-    """
-    recover_dead_workers(study)
-
-    def claimed(trial: optuna.Trial) -> list[float]:
-        trial.set_user_attr(WORKER_KEY, worker_id())
-        if not has_slot(study, trial.number, trials):
-            trial.set_user_attr(SURPLUS_KEY, True)
-            study.stop()
-            raise optuna.TrialPruned("the study already has its trials")
-        return objective(trial)
-
-    def after(study: optuna.Study, trial: FrozenTrial) -> None:
-        recover_dead_workers(study)
-        if complete_count(study) >= trials:
-            study.stop()
-
-    if complete_count(study) < trials:
-        study.optimize(claimed, callbacks=[after, *callbacks], gc_after_trial=False)
-
-
-def complete_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-
-def has_slot(study: optuna.Study, number: int, trials: int) -> bool:
-    """True when the complete trials plus the unfinished trials numbered before `number` leave room for it."""
-    done = complete_count(study)
-    ahead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-             if t.number < number]
-    return done + len(ahead) < trials
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), so a reused pid is not mistaken for it."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[19]
-    except OSError:
-        return None
-
-
-def worker_id() -> str:
-    """host:pid:start-time of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
-
-
-def _alive(worker: str) -> bool:
-    host, pid, start = worker.rsplit(":", 2)
-    if host != socket.gethostname():
-        return True  # another machine's worker: only a storage heartbeat can tell
-    return start != "None" and _start_time(int(pid)) == start
-
-
-def recover_dead_workers(study: optuna.Study) -> list[int]:
-    """Fail the running trials of dead workers on this machine and queue each again (numbers of those failed).
-
-    Optuna's heartbeat does this for RDB storages; a journal file has no heartbeat in Optuna 5.1, but its
-    workers share one machine, where a process that no longer exists is certainly dead. The retry is Optuna's
-    own `RetryHeartbeatStaleTrialCallback`, so both storages record "failed_trial" and "retry_history" alike.
-    """
-    if isinstance(study._storage, optuna.storages.RDBStorage):
-        return []  # its heartbeat (heartbeat_interval, grace_period) does it
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(WORKER_KEY)
-        if worker is None or _alive(worker):
-            continue
-        try:
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker got there first
-        failed.append(trial.number)
-        retry(study, study._storage.get_trial(trial._trial_id))
-    return failed
-
-
 # ---------------------------------------------------------------- results as plain data
 
 
@@ -281,9 +191,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         rows.append({"number": t.number, "generation": t.system_attrs.get(GENERATION_KEY, 0),
                      **t.user_attrs["measures"], "feasible": all(v <= 0 for v in t.constraints.values()),
-                     "recipe": t.user_attrs["recipe"]})
+                     "policy": t.user_attrs.get("description", ""), "recipe": t.user_attrs["recipe"]})
     columns = ["number", "generation", "quality", "baseline_quality", "bytes", "effective_macs", "metric",
-               "latency_ms", "feasible", "recipe"]
+               "latency_ms", "feasible", "policy", "recipe"]
     return pd.DataFrame(rows, columns=columns)
 
 

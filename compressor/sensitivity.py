@@ -102,7 +102,7 @@ def greedy_policy(table: pd.DataFrame, max_drop: float) -> dict[str, LayerChoice
         ok = rows[rows["drop"] <= max_drop + 1e-12]
         chosen = {}
         for kind in KINDS:
-            settings = ok.loc[ok["kind"] == kind, "setting"].tolist()
+            settings = [_as_setting(kind, s) for s in ok.loc[ok["kind"] == kind, "setting"]]
             if settings:
                 chosen[kind] = most_compressing(kind, settings)
         if "prune" in chosen:
@@ -110,6 +110,11 @@ def greedy_policy(table: pd.DataFrame, max_drop: float) -> dict[str, LayerChoice
         policy[layer] = LayerChoice(amount=chosen.get("prune"), bits=chosen.get("quantize"),
                                     rank_ratio=chosen.get("low_rank"))
     return policy
+
+
+def _as_setting(kind: str, value: object) -> object:
+    """A table's setting back as the choice (pandas stores 4 as 4.0 in a column that also holds 0.5)."""
+    return int(value) if kind == "quantize" and not isinstance(value, str) else value
 
 
 UNIFORM_AMOUNTS = tuple(round(0.05 * i, 2) for i in range(20))  # 0 to 0.95
@@ -123,11 +128,42 @@ def uniform_grid(layers: list[str], amounts: Sequence[float] = UNIFORM_AMOUNTS,
             for b in bits for a in amounts}
 
 
-def matched_uniform(evaluator: Evaluator, target_bytes: int, amounts: Sequence[float] = UNIFORM_AMOUNTS,
+SIZE_TOLERANCE = 0.05  # uniform recipes within 5% of the target size count as "the same size"
+
+
+def _closest_amount(evaluator: Evaluator, bits: int, target_bytes: int) -> tuple[dict[str, LayerChoice], Measures]:
+    """Binary search over amounts 0 to 0.98 (step 0.01) for the uniform size closest to the target.
+
+    The exported size falls as the pruned fraction grows, so ~7 evaluations per bit width suffice.
+    """
+    amounts = [round(0.01 * i, 2) for i in range(99)]
+    low, high = 0, len(amounts) - 1
+    seen = []
+    while low <= high:
+        mid = (low + high) // 2
+        policy = uniform_policy(evaluator.layers, amounts[mid] or None, bits)
+        m = evaluator(policy)
+        seen.append((policy, m))
+        if m.bytes > target_bytes:
+            low = mid + 1
+        else:
+            high = mid - 1
+    return min(seen, key=lambda item: abs(item[1].bytes - target_bytes))
+
+
+def matched_uniform(evaluator: Evaluator, target_bytes: int,
                     bits: Sequence[int] = UNIFORM_BITS) -> tuple[str, dict[str, LayerChoice], Measures]:
-    """The uniform policy whose exported file is closest in size to `target_bytes` (ties: the smaller file)."""
-    measured = [(label, p, evaluator(p)) for label, p in uniform_grid(evaluator.layers, amounts, bits).items()]
-    return min(measured, key=lambda item: (abs(item[2].bytes - target_bytes), item[2].bytes))
+    """The best uniform policy (one amount, one bit width for every layer) of about `target_bytes`.
+
+    Per bit width, the amount whose file is closest in size; of those within SIZE_TOLERANCE of the target the
+    one of highest quality (none within: the closest in size).
+    """
+    found = [_closest_amount(evaluator, b, target_bytes) for b in bits]
+    close = [f for f in found if abs(f[1].bytes - target_bytes) <= SIZE_TOLERANCE * target_bytes]
+    policy, m = max(close, key=lambda f: f[1].quality) if close else min(found, key=lambda f: abs(f[1].bytes - target_bytes))
+    first = next(iter(policy.values()))
+    label = f"{first.amount or 0:.0%} + {'fp32' if first.bits == FP32 else f'{first.bits}-bit'}"
+    return label, policy, m
 
 
 def greedy_vs_uniform(evaluator: Evaluator, table: pd.DataFrame, max_drop: float) -> pd.DataFrame:
