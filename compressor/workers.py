@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -49,10 +50,7 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_S, grace_period: 
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme.startswith("postgresql"):
         url = "postgresql+psycopg://" + url.partition("://")[2]  # psycopg 3 (requirements.txt), not psycopg2
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                              heartbeat_stale_trial_callback=_retry())
+        return _rdb(url, heartbeat_interval, grace_period)
     if scheme or url.lower().startswith("sqlite:"):
         raise ValueError(f"storage {url!r} is not supported; use a journal file path (one machine) or "
                          "postgresql://user:password@host:port/database (several machines). SQLite is not safe "
@@ -66,32 +64,73 @@ def open_storage(url: str, heartbeat_interval: int = HEARTBEAT_S, grace_period: 
     return JournalStorage(JournalFileBackend(path))
 
 
+def _rdb(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    """RDBStorage with heartbeats. Workers started together on an empty database race to create its tables;
+    the loser finds the winner's tables on a second try."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    try:
+        return _rdb_once(url, heartbeat_interval, grace_period)
+    except (IntegrityError, ProgrammingError):
+        time.sleep(1.0)
+        return _rdb_once(url, heartbeat_interval, grace_period)
+
+
+def _rdb_once(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                          heartbeat_stale_trial_callback=_retry())
+
+
+POLL_S = 0.5  # a worker whose remaining trials are all running elsewhere checks again after this long
+
+
 def work(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], trials: int,
          callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
     """Run trials until the study holds exactly `trials` complete ones, with any number of workers.
 
     Each trial claims a slot before it evaluates: the complete trials plus the unfinished ones numbered before
-    it must leave room. A trial without a slot is surplus: it is pruned and this worker stops. The storage
-    numbers trials, so two workers never take the same slot. A trial left running by a dead worker is failed
-    and queued again (the storage's heartbeat, or `recover_dead_workers`), and the queued copy takes its place.
+    it must leave room, else it is pruned as surplus. The storage numbers trials, so two workers never take the
+    same slot. When the remaining trials are all running in other workers, this worker waits for them: if one
+    of those workers dies, its trial is failed and queued again (the storage's heartbeat, or
+    `recover_dead_workers`), and this worker runs the queued copy.
     """
-    recover_dead_workers(study)
+    full = []  # set when this worker stopped because the remaining trials are taken (not a caller's stop)
 
     def claimed(trial: optuna.Trial) -> list[float]:
         trial.set_user_attr(WORKER_KEY, worker_id())
         if not has_slot(study, trial.number, trials):
             trial.set_user_attr(SURPLUS_KEY, True)
+            full.append(True)
             study.stop()
             raise optuna.TrialPruned("the study already has its trials")
         return objective(trial)
 
     def after(study: optuna.Study, trial: FrozenTrial) -> None:
-        recover_dead_workers(study)
-        if complete_count(study) >= trials:
+        if sum(_counts(study)) >= trials:
+            full.append(True)
             study.stop()
 
-    if complete_count(study) < trials:
+    while True:
+        recover_dead_workers(study)
+        done, running = _counts(study)
+        if done >= trials:
+            return
+        if done + running >= trials:
+            time.sleep(POLL_S)
+            continue
+        full.clear()
         study.optimize(claimed, callbacks=[after, *callbacks], gc_after_trial=False)
+        if not full:
+            return  # a caller's callback stopped the search
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    """Complete trials, and trials running now (queued ones are not counted: the next ask takes them)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    done = sum(t.state == TrialState.COMPLETE for t in trials)
+    return done, len(trials) - done
 
 
 def complete_count(study: optuna.Study) -> int:
@@ -130,12 +169,15 @@ def _alive(worker: str) -> bool:
 def recover_dead_workers(study: optuna.Study) -> list[int]:
     """Fail the running trials of dead workers on this machine and queue each again; returns the failed numbers.
 
-    For RDB storages Optuna's heartbeat does this. Uses the study's storage directly, as Optuna's own
+    For RDB storages Optuna's heartbeat does it (`fail_stale_trials`). Uses the study's storage directly, as Optuna's own
     `fail_stale_trials` does; the retry is Optuna's `RetryHeartbeatStaleTrialCallback`, so both storages record
     "failed_trial" and "retry_history" alike.
     """
     storage = study._storage
     if isinstance(storage, RDBStorage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # heartbeat-stale trials failed, retried by the callback
         return []
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
