@@ -80,7 +80,18 @@ def sensitivity(
                      "bytes": m.bytes, "metric": m.metric})
         if progress is not None:
             progress((i + 1) / len(todo), f"{layer} {kind} {setting}")
-    return pd.DataFrame(rows, columns=["layer", "kind", "setting", "quality", "drop", "bytes", "metric"])
+    table = pd.DataFrame(rows, columns=["layer", "kind", "setting", "quality", "drop", "bytes", "metric"])
+    table["setting"] = pd.Series([r["setting"] for r in rows], dtype=object)  # 4 bits stay 4, not 4.0
+    return table
+
+
+def setting_label(kind: str, setting: object) -> str:
+    """"prune 90%", "4-bit", "fp32", "rank 0.25"."""
+    if kind == "prune":
+        return f"prune {setting:.0%}"
+    if kind == "quantize":
+        return "fp32" if setting == FP32 else setting if isinstance(setting, str) else f"{int(setting)}-bit"
+    return f"rank {setting:g}"
 
 
 def most_compressing(kind: str, settings: Sequence) -> object:
