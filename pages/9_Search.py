@@ -70,7 +70,8 @@ def run() -> None:
 
     work(study, make_objective(evaluator, space, config), config.trials,
          callbacks=[moved, GenerationLog(config.population, redraw)])
-    bar.empty(), chart.empty()
+    bar.empty()
+    chart.empty()
 
 
 left, right = st.columns([1, 5])

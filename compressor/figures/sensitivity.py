@@ -62,9 +62,13 @@ def _plot_curves(curves: list[Curve], baseline: float, metric: str) -> go.Figure
     for col in range(1, len(kinds) + 1):
         fig.add_hline(y=baseline, line={"dash": "dot", "color": "#7f7f7f"}, row=1, col=col)
     fig.update_yaxes(tickformat=".0%", title_text=f"{metric} (one layer compressed)", row=1, col=1)
-    fig.update_xaxes(type="category", row=1, col=kinds.index("quantize") + 1) if "quantize" in kinds else None
-    return styled(fig, f"Per-layer sensitivity: {metric} when only that layer is compressed (dotted: baseline)",
-                  height=420)
+    if "quantize" in kinds:
+        fig.update_xaxes(type="category", row=1, col=kinds.index("quantize") + 1)
+    if "low_rank" in kinds:  # more compression to the right in every panel
+        fig.update_xaxes(autorange="reversed", row=1, col=kinds.index("low_rank") + 1)
+    fig = styled(fig, f"Per-layer sensitivity: {metric} when only that layer is compressed (dotted: baseline)",
+                 height=440)
+    return fig.update_layout(margin={"t": 120}, legend={"y": 1.14})
 
 
 class Heatmap(NamedTuple):
