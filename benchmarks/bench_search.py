@@ -1,7 +1,7 @@
 """Does the per-layer search beat hand tuning? `python benchmarks/bench_search.py [--trials 200]` prints JSON
 and writes benchmarks/results/bench_search.json.
 
-For each sample: NSGA-II (seeded, population 20) over per-layer pruning amount × bit width (fp32, 8, 6, 5, 4, 3,
+For each sample: NSGA-II (seeded, population 20 unless --population) over per-layer pruning amount × bit width (fp32, 8, 6, 5, 4, 3,
 2), objectives accuracy up and exported bytes down, against a uniform sparsity × bits grid with the SAME number
 of evaluations (same quantizer, same per-layer magnitude pruning: the uniform policies go through the same code).
 Reported: at each size of the uniform front, the best accuracy either finds within that size; the hypervolume of
@@ -34,6 +34,7 @@ from compressor.sweeps import pareto_mask  # noqa: E402
 
 SAMPLES = ("digits-mlp", "digits-cnn")
 BITS = (FP32, 8, 6, 5, 4, 3, 2)
+AMOUNTS = (0.0, 0.95)  # both the search and the grid prune each layer by 0 to 95%
 REFERENCE_DROP = 0.20
 BUDGET_S = 60.0  # 200 trials on digits-mlp
 
@@ -41,7 +42,7 @@ BUDGET_S = 60.0  # 200 trials on digits-mlp
 def uniform_amounts(trials: int) -> list[float]:
     """Sparsity values so that len(amounts) × len(BITS) is the search's number of evaluations."""
     n = max(1, trials // len(BITS))
-    return [round(float(a), 4) for a in np.linspace(0.0, 0.97, n)]
+    return [round(float(a), 4) for a in np.linspace(0.0, AMOUNTS[1], n)]
 
 
 def uniform_frame(evaluator: Evaluator, trials: int) -> list[dict]:
@@ -57,13 +58,13 @@ def best_within(points: list[dict], size: int) -> float | None:
     return max(inside) if inside else None
 
 
-def compare(name: str, trials: int, seed: int) -> dict:
+def compare(name: str, trials: int, seed: int, population: int) -> dict:
     sample = cz.load_sample(name)
     fp32_bytes = 4 * sum(p.numel() for p in sample.model.parameters())
-    config = SearchConfig(trials=trials, population=20, seed=seed, objectives=("quality", "bytes"))
+    config = SearchConfig(trials=trials, population=population, seed=seed, objectives=("quality", "bytes"))
     evaluator = Evaluator(sample.model, sample.data)
     start = time.perf_counter()
-    study = run_search(evaluator, SearchSpace(bits=BITS), config)
+    study = run_search(evaluator, SearchSpace(amounts=AMOUNTS, bits=BITS), config)
     seconds = time.perf_counter() - start
     frame = trials_frame(study)
     found = front(frame, ("quality", "bytes"))
@@ -81,6 +82,7 @@ def compare(name: str, trials: int, seed: int) -> dict:
     wins = sum(r["search_accuracy"] is not None and r["search_accuracy"] >= r["uniform_accuracy"] for r in at_size)
     return {
         "model": name,
+        "population": population,
         "baseline_accuracy": baseline,
         "fp32_bytes": fp32_bytes,
         "evaluations_each": trials,
@@ -100,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--population", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -108,7 +111,7 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads(), "optuna": optuna.__version__,
                     "note": "shared machine: other jobs were running; times are upper bounds"},
         "budget_seconds_digits_mlp": BUDGET_S,
-        "samples": [compare(name, args.trials, args.seed) for name in SAMPLES],
+        "samples": [compare(name, args.trials, args.seed, args.population) for name in SAMPLES],
     }
     mlp = results["samples"][0]
     results["within_budget"] = mlp["search_seconds"] <= BUDGET_S

@@ -73,6 +73,7 @@ class SearchConfig:
     max_bytes: int | None = None  # constraint: exported file at most this many bytes
     mutation_prob: float | None = None  # None: Optuna's 1 / number of genes
     crossover_prob: float = 0.9
+    warm_start: bool = True  # half the first generation: uniform policies spread over the space (hand tuning's grid)
 
     def __post_init__(self) -> None:
         check_int("trials", self.trials, 1, 100_000)
@@ -169,6 +170,41 @@ def create_study(config: SearchConfig, storage: optuna.storages.BaseStorage | st
     return study
 
 
+def uniform_params(space: SearchSpace, layers: Sequence[str], count: int) -> list[dict[str, float | int | str]]:
+    """Up to `count` uniform policies (every layer the same) spread over the space, as trial parameters.
+
+    They seed the first generation, so evolution starts from what a sparsity × bits grid would try and the
+    front can only improve on it. Rank genes stay at 1.0 (not factorized).
+    """
+    bits = [b for b in space.bits or [None] if b != FP32] or list(space.bits or [None])
+    amounts: list[float | None] = [None] * count
+    if space.amounts is not None:  # from the middle of the range to its top: where compression starts to cost
+        low, high = space.amounts
+        steps = round((high - low) / space.amount_step)
+        amounts = [low + space.amount_step * round(steps * (0.5 + 0.5 * i / max(count - 1, 1))) for i in range(count)]
+    chosen = []
+    for i, a in enumerate(amounts):
+        b = bits[i % len(bits)]
+        params: dict[str, float | int | str] = {}
+        for name in layers:
+            if a is not None:
+                params[f"{name}.amount"] = round(a, 6)
+            if b is not None:
+                params[f"{name}.bits"] = b
+            if space.rank_ratios is not None:
+                params[f"{name}.rank_ratio"] = space.rank_ratios[1]
+        if params not in chosen:
+            chosen.append(params)
+    return chosen[:count]
+
+
+def warm_start(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, config: SearchConfig) -> None:
+    """Queue uniform policies as half the first generation of a study that has no trials yet."""
+    if config.warm_start and not study.get_trials(deepcopy=False):
+        for params in uniform_params(space, search_layers(evaluator, space), config.population // 2):
+            study.enqueue_trial(params, skip_if_exists=True)
+
+
 def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config: SearchConfig = SearchConfig(),
                storage: optuna.storages.BaseStorage | str | None = None, study_name: str | None = None,
                callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> optuna.Study:
@@ -178,6 +214,7 @@ def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config:
     a callback may call `study.stop()` to end the search early.
     """
     study = create_study(config, storage, study_name)
+    warm_start(study, evaluator, space, config)
     work(study, make_objective(evaluator, space, config), config.trials, callbacks)
     return study
 

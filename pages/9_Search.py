@@ -4,7 +4,9 @@ import streamlit as st
 
 from compressor.figures.search import search_front
 from compressor.policy import FP32
-from compressor.search import GenerationLog, SearchConfig, SearchSpace, create_study, front, make_objective, trials_frame
+from compressor.search import (
+    GenerationLog, SearchConfig, SearchSpace, create_study, front, make_objective, trials_frame, warm_start,
+)
 from compressor.units import format_bytes
 from compressor.workers import complete_count, work
 from ui import policy_cache
@@ -58,6 +60,7 @@ def run() -> None:
     study = saved[1] if saved and saved[0] == settings else create_study(config)
     st.session_state[STUDY] = (settings, study)  # kept before running: Stop leaves the trials done so far
     evaluator = policy_cache.evaluator(name, st.session_state.setdefault(f"search_cache_{name}", {}))
+    warm_start(study, evaluator, space, config)
     bar, chart = st.progress(0.0, text="Searching…"), st.empty()
 
     def moved(study: optuna.Study, trial) -> None:

@@ -133,3 +133,12 @@ def test_space_mistakes_name_the_value():
         SearchSpace(amounts=(0.5, 1.5))
     with pytest.raises(ValueError, match="empty"):
         SearchSpace(amounts=None, bits=None)
+
+
+def test_warm_start_seeds_the_first_generation_with_uniform_policies(evaluator):
+    study = run_search(evaluator, SearchSpace(), SearchConfig(trials=6, population=6, objectives=("quality", "bytes")))
+    first = [t.params for t in study.trials[:3]]
+    for params in first:  # every layer the same amount and bit width
+        assert len({v for k, v in params.items() if k.endswith(".amount")}) == 1
+        assert len({v for k, v in params.items() if k.endswith(".bits")}) == 1
+    assert len({tuple(sorted(p.items())) for p in first}) == 3
