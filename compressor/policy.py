@@ -152,26 +152,44 @@ def report_measures(model: nn.Module, data: DataSplits, recipe: Recipe) -> Measu
                     report.metric)
 
 
+DeployedMeasure = Callable[[Recipe, list[str]], Measures]  # (recipe, layers to run as int8) -> measures
+
+
 @dataclass
 class Evaluator:
-    """Measures policies of one model, remembering each recipe's measures: a policy seen before costs nothing.
+    """Measures policies of one model, remembering each one's measures: a policy seen before costs nothing.
 
-    `measure` defaults to compress + evaluate; the app passes one backed by its server-wide cache. A
-    deploying evaluator (ONNX Runtime int8, issue 8) sets `deploys_int8` and fills `Measures.latency_ms`.
+    `measure` defaults to compress + evaluate; the app passes one backed by its server-wide cache, and a model
+    scored by fidelity (minilm-l6: mean cosine to the fp32 embeddings) passes one whose `Measures.quality` is that
+    fidelity and `metric` says so. `measure_deployed` is how "int8 deployed" plugs in: given the policy's recipe
+    (DEPLOYED_INT8 layers left unquantized in it) and those layers, it exports, quantizes them to int8 in the
+    deployed runtime, and fills `Measures.latency_ms` (the "latency_ms" objective of the search).
     """
 
     model: nn.Module
     data: DataSplits | None = None
     measure: Measure | None = None
-    deploys_int8: bool = False
+    measure_deployed: DeployedMeasure | None = None
     cache: dict[str, Measures] = field(default_factory=dict, repr=False)
-    misses: int = 0  # recipes measured (the rest came from the cache)
+    misses: int = 0  # policies measured (the rest came from the cache)
+
+    @property
+    def deploys_int8(self) -> bool:
+        return self.measure_deployed is not None
 
     def __call__(self, policy: Policy) -> Measures:
-        if deployed_int8_layers(policy) and not self.deploys_int8:
+        int8 = deployed_int8_layers(policy)
+        if int8 and not self.deploys_int8:
             raise ValueError(f"bits={DEPLOYED_INT8!r} needs an evaluator that deploys int8 (ONNX Runtime); "
                              f"this one simulates quantization: choose 1 to 8 or {FP32}")
-        return self.recipe(policy_recipe(policy))
+        recipe = policy_recipe(policy)
+        if not int8:
+            return self.recipe(recipe)
+        key = recipe.to_json(indent=None) + " int8:" + ",".join(int8)
+        if key not in self.cache:
+            self.misses += 1
+            self.cache[key] = self.measure_deployed(recipe, int8)
+        return self.cache[key]
 
     def recipe(self, recipe: Recipe) -> Measures:
         key = recipe.to_json(indent=None)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import compressor as cz
-from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, LayerChoice, policy_recipe, uniform_policy
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, LayerChoice, Measures, policy_recipe, uniform_policy
 from compressor.search import SearchConfig, SearchSpace, front, hypervolume, run_search, trials_frame
 from compressor.sensitivity import SensitivityGrid, greedy_policy, greedy_vs_uniform, matched_uniform, sensitivity
 
@@ -142,3 +142,20 @@ def test_warm_start_seeds_the_first_generation_with_uniform_policies(evaluator):
         assert len({v for k, v in params.items() if k.endswith(".amount")}) == 1
         assert len({v for k, v in params.items() if k.endswith(".bits")}) == 1
     assert len({tuple(sorted(p.items())) for p in first}) == 3
+
+
+def test_deployed_int8_plugs_in_through_measure_deployed(sample):
+    calls = []
+
+    def deployed(recipe, int8_layers):  # stands in for an ONNX Runtime int8 deployment (issue 8)
+        calls.append((recipe, int8_layers))
+        return Measures(0.9, 0.99, 1000, 10, latency_ms=0.5)
+
+    evaluator = Evaluator(sample.model, sample.data, measure_deployed=deployed)
+    policy = {"fc1": LayerChoice(bits=DEPLOYED_INT8), "fc2": LayerChoice(bits=4), "fc3": LayerChoice(bits=FP32)}
+    assert evaluator(policy).latency_ms == 0.5 and evaluator(policy).latency_ms == 0.5
+    (recipe, layers), = calls  # measured once, then cached
+    assert layers == ["fc1"] and recipe.steps[-1].layers == ("fc2",)  # fc1 left for the runtime to quantize
+    config = SearchConfig(trials=3, population=2, objectives=("quality", "bytes", "latency_ms"))
+    study = run_search(evaluator, SearchSpace(amounts=(0.0, 0.5), bits=(DEPLOYED_INT8,)), config)
+    assert [t.values[2] for t in study.trials] == [0.5] * 3  # the deployed latency is the third objective
