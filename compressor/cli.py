@@ -113,6 +113,88 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- search and sensitivity (issue 9)
+
+
+def _floats(text: str, name: str, count: int | None = None) -> tuple:
+    """"0.1,0.9" -> (0.1, 0.9); "fp32" and "int8-deployed" stay words; one clear error otherwise."""
+    from compressor.policy import DEPLOYED_INT8, FP32
+
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "fp32":
+            values.append(FP32)
+        elif part == DEPLOYED_INT8:
+            values.append(part)
+        else:
+            try:
+                values.append(int(part) if part.isdigit() else float(part))
+            except ValueError:
+                raise ValueError(f"--{name} {text!r}: {part!r} is not a number") from None
+    if count is not None and len(values) != count:
+        raise ValueError(f"--{name} {text!r} must be {count} comma-separated numbers (low,high)")
+    return tuple(values)
+
+
+def _sample_evaluator(model: str):
+    from compressor.models import load_sample
+    from compressor.policy import Evaluator
+
+    sample = load_sample(model)
+    return Evaluator(sample.model, sample.data)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    import optuna
+
+    from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
+    from compressor.workers import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace(
+        amounts=None if args.amounts == "off" else _floats(args.amounts, "amounts", 2),
+        bits=None if args.bits == "off" else _floats(args.bits, "bits"),
+        rank_ratios=None if args.rank_ratios == "off" else _floats(args.rank_ratios, "rank-ratios", 2),
+    )
+    config = SearchConfig(trials=args.trials, population=args.population, seed=args.seed,
+                          objectives=tuple(args.objectives.split(",")), max_drop=args.max_drop, max_bytes=args.max_bytes)
+    storage_url = args.storage or f"{args.study}.journal.log"
+    storage = open_storage(storage_url, heartbeat_interval=args.heartbeat, grace_period=args.grace)
+    study = run_search(_sample_evaluator(args.model), space, config, storage=storage, study_name=args.study)
+    frame = trials_frame(study)
+    best = front(frame, config.objectives)
+    if args.json:
+        print(json.dumps({"model": args.model, "study": args.study, "storage": storage_url,
+                          "complete_trials": len(frame), "objectives": list(config.objectives),
+                          "front": best.drop(columns=["feasible"]).to_dict("records")}, indent=2, default=float))
+        return
+    print(f"study {args.study!r} on {storage_url}: {len(frame)} complete trials; Pareto front ({len(best)} points):")
+    shown = best.assign(quality=best["quality"].map("{:.2%}".format))
+    print(shown[["number", "generation", "quality", "bytes", "effective_macs", "policy"]].to_string(index=False))
+    print("(--json gives each point's recipe)")
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> None:
+    from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, sensitivity
+
+    evaluator = _sample_evaluator(args.model)
+    grid = SensitivityGrid(amounts=_floats(args.amounts, "amounts"), bits=_floats(args.bits, "bits"),
+                           rank_ratios=() if args.rank_ratios == "off" else _floats(args.rank_ratios, "rank-ratios"))
+    table = sensitivity(evaluator, grid)
+    compared = greedy_vs_uniform(evaluator, table, args.max_drop)
+    if args.json:
+        print(json.dumps({"model": args.model, "sensitivity": table.to_dict("records"),
+                          "max_drop": args.max_drop, "greedy_vs_uniform": compared.to_dict("records")},
+                         indent=2, default=float))
+        return
+    heat = table.pivot_table(index="layer", columns=["kind", "setting"], values="drop", sort=False)
+    print("quality drop per layer (rows) and setting (columns):")
+    print(heat.to_string(float_format=lambda v: f"{v:+.3f}"))
+    print(f"\ngreedy per-layer recipe for a drop of at most {args.max_drop} per layer, next to the uniform one of the same size:")
+    print(compared.drop(columns=["metric", "recipe_json"]).to_string(index=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compressor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,7 +221,40 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--format", choices=("clab", "onnx"), default="clab",
                              help="clab: the compressed artifact (default); onnx: the graph ONNX Runtime runs "
                                   "(int8 / int4 kernels where the weights allow)")
+    _add_search_parsers(sub)
     return parser
+
+
+def _add_search_parsers(sub) -> None:
+    """`search` and `sensitivity`: per-layer policies of a sample model."""
+    from compressor.workers import GRACE_S, HEARTBEAT_S
+
+    cmd = sub.add_parser("search", help="NSGA-II search of per-layer policies (several workers may share --storage)")
+    cmd.add_argument("--model", required=True, help="sample name")
+    cmd.add_argument("--trials", type=int, default=200, help="complete trials the study ends with (all workers together)")
+    cmd.add_argument("--storage", help="journal file path (default: STUDY.journal.log) or postgresql://user:pw@host/db")
+    cmd.add_argument("--study", default="search", help="study name; workers with the same name share the work")
+    cmd.add_argument("--population", type=int, default=20, help="NSGA-II population size (2 to 1000)")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--objectives", default="quality,bytes,effective_macs", help="comma-separated: quality, bytes, effective_macs")
+    cmd.add_argument("--max-drop", type=float, help="constraint: accuracy drop at most this fraction (0.01 = 1 point)")
+    cmd.add_argument("--max-bytes", type=int, help="constraint: exported file at most this many bytes")
+    cmd.add_argument("--amounts", default="0,0.95", help="pruning amount range low,high, or off")
+    cmd.add_argument("--bits", default="fp32,8,6,5,4,3,2", help="bit-width choices, or off")
+    cmd.add_argument("--rank-ratios", default="off", help="rank-ratio range low,high (1.0: not factorized), or off")
+    cmd.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help="PostgreSQL heartbeat interval, seconds")
+    cmd.add_argument("--grace", type=int, default=GRACE_S, help="PostgreSQL: seconds without heartbeat before a trial is retried")
+    cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    cmd.set_defaults(run=cmd_search)
+
+    cmd = sub.add_parser("sensitivity", help="per-layer sensitivity and the greedy per-layer recipe")
+    cmd.add_argument("--model", required=True, help="sample name")
+    cmd.add_argument("--amounts", default="0.5,0.7,0.8,0.9,0.95,0.98", help="pruning amounts tried per layer")
+    cmd.add_argument("--bits", default="8,6,4,3,2,1", help="bit widths tried per layer")
+    cmd.add_argument("--rank-ratios", default="0.5,0.25,0.1", help="rank ratios tried per layer, or off")
+    cmd.add_argument("--max-drop", type=float, default=0.01, help="greedy recipe: each layer's own drop at most this")
+    cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    cmd.set_defaults(run=cmd_sensitivity)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,41 @@
+"""Measures of per-layer policies for the Sensitivity and Search pages, cached per server.
+
+One cached unit per recipe (model name + recipe JSON), shared by every session and by both pages: a sensitivity
+probe or a search trial that anyone has measured before costs a cache look-up. The page's `Evaluator` adds a
+session-level dict on top (the core's own cache), so a replay after Stop knows which probes it already has.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import streamlit as st
+
+import compressor as cz
+from compressor.policy import Evaluator, Measures, report_measures
+from ui import cache, points
+
+
+@st.cache_data(max_entries=8192, show_spinner=False)
+def measures(name: str, recipe_json: str) -> dict:
+    """Quality, exported bytes and effective MACs of one recipe (no latency timing)."""
+    s = cache.sample(name)
+    return asdict(report_measures(s.model, s.data, cz.Recipe.from_json(recipe_json)))
+
+
+def evaluator(name: str, session_cache: dict | None = None) -> Evaluator:
+    """The core's Evaluator for a sample, measuring through the server-wide cache."""
+    s = cache.sample(name)
+    return Evaluator(s.model, s.data, measure=lambda recipe: Measures(**measures(name, cache.recipe_key(recipe))),
+                     cache=session_cache if session_cache is not None else {})
+
+
+def record_point(name: str, recipe_json: str, page: str, label: str) -> None:
+    """Make a recipe a Trade-offs point (its report untimed: a search measures hundreds of recipes)."""
+    points.record(name, recipe_json, cache.report(name, recipe_json, timed=False), page=page, label=label)
+
+
+def apply_recipe(recipe_json: str) -> None:
+    """Make `recipe_json` the current recipe of the Pipeline page (and so of Export)."""
+    from ui import pipeline_editor
+
+    pipeline_editor.set_recipe(cz.Recipe.from_json(recipe_json))
