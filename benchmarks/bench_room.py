@@ -122,8 +122,8 @@ class Attendee:
             kind = fwd.WhichOneof("type")
             if fwd.hash and fwd.metadata.cacheable:
                 self.cached_hashes.add(fwd.hash)
-            if kind == "new_session":
-                self.page_hash = fwd.new_session.page_script_hash
+            if kind == "navigation":  # the page that runs (new_session's hash is the main script's)
+                self.page_hash = fwd.navigation.page_script_hash
             elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
                 self._read_element(fwd.delta.new_element, fwd.delta.fragment_id, run)
             elif kind == "script_finished" and fwd.script_finished in DONE:
@@ -199,7 +199,7 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
             moved = await me.run(fragment)
             log.append(time.perf_counter())
             out["moves_s"].append(moved.seconds)
-            out["size_changed"] += moved.metrics.get(SIZE) != run.metrics.get(SIZE)
+            out["size_changed"] += None is not moved.metrics.get(SIZE) != run.metrics.get(SIZE)
             _collect(out, moved)
             run.widgets.update(moved.widgets)  # a fragment run re-sends only the fragment's elements
             run.metrics.update(moved.metrics)

@@ -7,7 +7,7 @@ import compressor as cz
 from compressor.figures.quantization import bits_sweep, layer_error, levels_histogram
 from compressor.figures.training import add_recovered, run_colour
 from compressor.quantization import quantization_error, quantization_levels
-from ui import cache, points, training
+from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
 from ui.session import model_picker
@@ -89,9 +89,11 @@ with left:
     with user_errors():
         table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
     table = table.assign(bits=list(grid))
-    figure = bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
-                        baseline.compressed_bytes)
+    figure = figure_cache.shared(("quant_sweep", name, recipe_json),  # the grid, report and baseline follow from these
+                                 lambda: bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes,
+                                                    baseline.accuracy, baseline.compressed_bytes))
     if recovery is not None:
+        figure = figure_cache.private_copy(figure)
         if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
                      help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
             qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
@@ -127,8 +129,16 @@ if step.method == "uniform" and step.granularity == "channel":
     weights, where = weights[channel], f"{layer}, output channel {channel}"
 else:
     where = layer
-levels = quantization_levels(quantized.get_submodule(layer), channel).numpy()
+
+
+def levels_figure():
+    levels = quantization_levels(quantized.get_submodule(layer), channel).numpy()
+    return levels_histogram(weights, levels, f"Weights of {where} and the {len(levels)} values they snap to")
+
+
 hist, errors = st.columns(2)
-hist.plotly_chart(levels_histogram(weights, levels, f"Weights of {where} and the {len(levels)} values they snap to"),
+hist.plotly_chart(figure_cache.shared(("quant_levels", name, recipe_json, layer, channel), levels_figure),
                   width="stretch", key="quant_hist_chart")
-errors.plotly_chart(layer_error(quantization_error(original, quantized)), width="stretch", key="quant_error_chart")
+errors.plotly_chart(figure_cache.shared(("quant_error", name, recipe_json),
+                                        lambda: layer_error(quantization_error(original, quantized))),
+                    width="stretch", key="quant_error_chart")
