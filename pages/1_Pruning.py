@@ -99,12 +99,16 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a)) for c in CRITERIA for a in SWEEP_AMOUNTS}
-    with user_errors():
-        table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
-    table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
-    figure = figure_cache.shared(("prune_sweep", name, recipe_json),  # the grid, report and baseline follow from these
-                                 lambda: amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs))
+
+    def sweep_figure():
+        grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a))
+                for c in CRITERIA for a in SWEEP_AMOUNTS}
+        with user_errors():
+            table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
+        table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
+        return amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
+
+    figure = figure_cache.shared(("prune_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
     if recovery is not None:
         figure = figure_cache.private_copy(figure)
         if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",

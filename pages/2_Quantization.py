@@ -85,13 +85,16 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
-    with user_errors():
-        table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
-    table = table.assign(bits=list(grid))
-    figure = figure_cache.shared(("quant_sweep", name, recipe_json),  # the grid, report and baseline follow from these
-                                 lambda: bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes,
-                                                    baseline.accuracy, baseline.compressed_bytes))
+
+    def sweep_figure():
+        grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
+        with user_errors():
+            table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
+        table = table.assign(bits=list(grid))
+        return bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
+                          baseline.compressed_bytes)
+
+    figure = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
     if recovery is not None:
         figure = figure_cache.private_copy(figure)
         if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",

@@ -1,5 +1,6 @@
 """Cached calls into the core. Models are cached as shared resources (never mutated: techniques copy),
-reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py)."""
+reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py); reports are also
+shared with the room's other server processes through ui/disk_cache.py when serve.sh runs several."""
 from __future__ import annotations
 
 import streamlit as st
@@ -7,6 +8,7 @@ from torch import nn
 
 import compressor as cz
 from compressor.pipeline import RecipeLike, as_recipe
+from ui import disk_cache
 
 
 def recipe_key(recipe: RecipeLike) -> str:
@@ -37,7 +39,11 @@ def compressed(name: str, recipe_json: str) -> nn.Module:
 @st.cache_data(max_entries=512, show_spinner=False)
 def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a recipe; latency is timed once per configuration and then reused."""
-    s = sample(name)
-    recipe = cz.Recipe.from_json(recipe_json)
-    latency = cz.LatencyConfig() if timed else None
-    return cz.evaluate(compressed(name, recipe_json), s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
+    def measure() -> dict:
+        s = sample(name)
+        recipe = cz.Recipe.from_json(recipe_json)
+        latency = cz.LatencyConfig() if timed else None
+        return cz.evaluate(compressed(name, recipe_json), s.data, baseline=s.model, latency=latency,
+                           recipe=recipe.to_dict()).to_dict()
+
+    return cz.Report(**disk_cache.fetch("report", (name, recipe_json, str(timed)), measure))
