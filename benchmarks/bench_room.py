@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,11 +93,15 @@ class Attendee:
         self.ws = None
 
     async def connect(self) -> None:
+        """Load the page's HTML first, as a browser does (a proxy's sticky-session cookie comes with it), then
+        open the websocket with the cookies it got."""
+        cookies = await asyncio.to_thread(page_cookies, f"{self.url.rstrip('/')}/{self.scenario.page}")
         parts = urllib.parse.urlsplit(self.url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         self.ws = await websockets.connect(f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/_stcore/stream",
                                            subprotocols=["streamlit"], max_size=MAX_MESSAGE_BYTES,
-                                           open_timeout=RUN_TIMEOUT_S, ping_interval=None)
+                                           open_timeout=RUN_TIMEOUT_S, ping_interval=None,
+                                           additional_headers={"Cookie": cookies} if cookies else None)
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -167,6 +172,14 @@ class Attendee:
         return self.random.choice([v for v in values if abs(v - now) > slider.step / 2])
 
 
+def page_cookies(url: str) -> str:
+    """GET the page; its Set-Cookie values as one Cookie header ("" if none)."""
+    with urllib.request.urlopen(url, timeout=RUN_TIMEOUT_S) as response:
+        response.read()
+        jar = [header.split(";", 1)[0] for header in response.headers.get_all("Set-Cookie") or []]
+    return "; ".join(jar)
+
+
 async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: float, arrive_s: float,
                  log: list[float]) -> dict:
     """One attendee: arrive, render the page, pick the model, then move the slider `moves` times."""
@@ -203,7 +216,7 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
             _collect(out, moved)
             run.widgets.update(moved.widgets)  # a fragment run re-sends only the fragment's elements
             run.metrics.update(moved.metrics)
-    except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as err:
+    except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as err:  # URLError is an OSError
         out["failure"] = f"{type(err).__name__}: {err}"[:300]
     finally:
         await me.close()
