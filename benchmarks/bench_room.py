@@ -80,6 +80,9 @@ class Run:
     errors: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
     metrics: dict[str, str] = field(default_factory=dict)  # label -> value shown
+    charts: list[str] = field(default_factory=list)  # Plotly specs (JSON), in page order
+    fragments: set[str] = field(default_factory=set)  # fragment ids of the deltas ("" = outside any fragment)
+    status: int = -1  # ForwardMsg.script_finished
 
 
 class Attendee:
@@ -129,10 +132,12 @@ class Attendee:
                 self.cached_hashes.add(fwd.hash)
             if kind == "navigation":  # the page that runs (new_session's hash is the main script's)
                 self.page_hash = fwd.navigation.page_script_hash
-            elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
-                self._read_element(fwd.delta.new_element, fwd.delta.fragment_id, run)
+            elif kind == "delta":
+                run.fragments.add(fwd.delta.fragment_id)
+                if fwd.delta.WhichOneof("type") == "new_element":
+                    self._read_element(fwd.delta.new_element, fwd.delta.fragment_id, run)
             elif kind == "script_finished" and fwd.script_finished in DONE:
-                run.seconds = time.perf_counter() - start
+                run.seconds, run.status = time.perf_counter() - start, fwd.script_finished
                 return run
 
     @staticmethod
@@ -142,6 +147,8 @@ class Attendee:
             run.exceptions.append(f"{element.exception.type}: {element.exception.message}"[:300])
         elif kind == "alert" and element.alert.format == element.alert.ERROR:
             run.errors.append(element.alert.body[:300])
+        elif kind == "plotly_chart":
+            run.charts.append(element.plotly_chart.spec)
         elif kind == "metric":
             run.metrics[element.metric.label] = element.metric.body
         elif kind in ("slider", "selectbox"):

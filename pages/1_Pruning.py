@@ -135,20 +135,25 @@ with right:
     st.latex(r"\text{magnitude } |w| \qquad \text{Taylor } \Big|\,w \cdot \frac{\partial L}{\partial w}\Big|")
     st.latex(r"\text{channel } c\text{: } \lVert s(W_c) \rVert_p \quad (\text{magnitude: } \lVert W_c \rVert_p)")
 
-layers = weighted_layers(name)
-pick, _ = st.columns([1, 3])
-layer = pick.selectbox("Layer to inspect", layers, key="prune_layer")
 
-def weights(figure):
-    """`figure(before, after, layer)` for the inspected layer: the weights are read only when it is first built."""
-    return lambda: figure(weight_of(cache.sample(name).model, layer), weight_of(pruned, layer), layer)
+@st.fragment
+def inspect_layer(name: str, recipe_json: str, pruned) -> None:
+    """One layer's weights before and after: picking another layer reruns only this part of the page."""
+    pick, _ = st.columns([1, 3])
+    layer = pick.selectbox("Layer to inspect", weighted_layers(name), key="prune_layer")
+
+    def weights(figure):
+        """`figure(before, after, layer)` for this layer: the weights are read only when it is first built."""
+        return lambda: figure(weight_of(cache.sample(name).model, layer), weight_of(pruned, layer), layer)
+
+    hist, mask = st.columns(2)
+    hist.plotly_chart(figure_cache.shared(("prune_hist", name, recipe_json, layer), weights(weight_histogram)),
+                      width="stretch", key="prune_hist_chart")
+    mask.plotly_chart(figure_cache.shared(("prune_mask", name, recipe_json, layer), weights(mask_heatmap)),
+                      width="stretch", key="prune_mask_chart")
 
 
-hist, mask = st.columns(2)
-hist.plotly_chart(figure_cache.shared(("prune_hist", name, recipe_json, layer), weights(weight_histogram)),
-                  width="stretch", key="prune_hist_chart")
-mask.plotly_chart(figure_cache.shared(("prune_mask", name, recipe_json, layer), weights(mask_heatmap)),
-                  width="stretch", key="prune_mask_chart")
+inspect_layer(name, recipe_json, pruned)
 bars, shapes = st.columns(2)
 bars.plotly_chart(figure_cache.shared(("prune_layers", name, recipe_json),
                                       lambda: layer_removal(baseline.layers, report.layers)),

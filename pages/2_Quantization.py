@@ -121,27 +121,32 @@ with right:
     \end{aligned}""")
     st.caption("Decoding: x̂ = (Q(x) − z)·s for the uniform grids, the centroid c of each weight's cluster for k-means.")
 
-layers = weighted_layers(name)
-pick, channel_pick, _ = st.columns([1, 1, 2])
-layer = pick.selectbox("Layer to inspect", layers, key="quant_layer")
-weights = weight_of(original, layer)
-channel = 0
-if step.method == "uniform" and step.granularity == "channel":
-    channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1, 0, key="quant_channel",
-                                        help="Per-channel grids differ: pick which channel's grid to draw.")
-    weights, where = weights[channel], f"{layer}, output channel {channel}"
-else:
-    where = layer
+
+@st.fragment
+def inspect_layer(name: str, recipe_json: str, step: cz.Quantize, quantized) -> None:
+    """One layer's weights and the values they snap to: picking another layer (or channel) reruns only this part."""
+    original = cache.sample(name).model
+    pick, channel_pick, _ = st.columns([1, 1, 2])
+    layer = pick.selectbox("Layer to inspect", weighted_layers(name), key="quant_layer")
+    weights = weight_of(original, layer)
+    channel = 0
+    if step.method == "uniform" and step.granularity == "channel":
+        channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1, 0, key="quant_channel",
+                                            help="Per-channel grids differ: pick which channel's grid to draw.")
+        weights, where = weights[channel], f"{layer}, output channel {channel}"
+    else:
+        where = layer
+
+    def levels_figure():
+        levels = quantization_levels(quantized.get_submodule(layer), channel).numpy()
+        return levels_histogram(weights, levels, f"Weights of {where} and the {len(levels)} values they snap to")
+
+    hist, errors = st.columns(2)
+    hist.plotly_chart(figure_cache.shared(("quant_levels", name, recipe_json, layer, channel), levels_figure),
+                      width="stretch", key="quant_hist_chart")
+    errors.plotly_chart(figure_cache.shared(("quant_error", name, recipe_json),
+                                            lambda: layer_error(quantization_error(original, quantized))),
+                        width="stretch", key="quant_error_chart")
 
 
-def levels_figure():
-    levels = quantization_levels(quantized.get_submodule(layer), channel).numpy()
-    return levels_histogram(weights, levels, f"Weights of {where} and the {len(levels)} values they snap to")
-
-
-hist, errors = st.columns(2)
-hist.plotly_chart(figure_cache.shared(("quant_levels", name, recipe_json, layer, channel), levels_figure),
-                  width="stretch", key="quant_hist_chart")
-errors.plotly_chart(figure_cache.shared(("quant_error", name, recipe_json),
-                                        lambda: layer_error(quantization_error(original, quantized))),
-                    width="stretch", key="quant_error_chart")
+inspect_layer(name, recipe_json, step, quantized)
