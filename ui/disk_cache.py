@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import compressor
 
 ENV = "CLAB_SHARED_CACHE"
 MAX_ENTRY_BYTES = 4 * 2**20  # a report with a per-layer table is a few KB; anything bigger is not ours
+REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("compressor", "sample_models", "ui")  # the code and weights a result depends on
 
 
@@ -35,7 +35,7 @@ def fingerprint() -> str:
     """SHA-256 over the source and weight files of the packages that compute results: new code, new entries."""
     digest = hashlib.sha256()
     for package in PACKAGES:
-        root = Path(compressor.__file__).resolve().parents[1] / package
+        root = REPO / package
         for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".pt") and p.is_file()):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
