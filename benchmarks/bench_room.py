@@ -269,10 +269,15 @@ async def watch_memory(pids: list[int], peak: list[float], stop: asyncio.Event) 
             pass
 
 
+async def warm(url: str, scenarios: list[Scenario]) -> list[dict]:
+    """One session per scenario, one after the other, each moving its slider once (the instructor's tour)."""
+    return [await attend(url, s, -1 - i, 1, 0.0, 0.0, []) for i, s in enumerate(scenarios)]
+
+
 async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, think_s: float, arrival_s: float,
                pids: list[int]) -> tuple[list[dict], dict]:
     """Warm each scenario with one session (the instructor), then run the sessions, spread over the scenarios."""
-    warm = await asyncio.gather(*(attend(url, s, -1 - i, 1, 0.0, 0.0, []) for i, s in enumerate(scenarios)))
+    warmed = await warm(url, scenarios)
     memory = {"before_mb": rss_mb(pids)}
     peak: list[float] = []
     stop = asyncio.Event()
@@ -286,7 +291,7 @@ async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, t
     stop.set()
     await watcher
     memory["during_peak_mb"] = max(peak) if peak else None
-    return results, {"memory": memory, "wall_s": round(wall, 1), "run_times": log, "warm": warm}
+    return results, {"memory": memory, "wall_s": round(wall, 1), "run_times": log, "warm": warmed}
 
 
 def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args: argparse.Namespace) -> dict:
@@ -323,18 +328,19 @@ def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args:
 
 
 @contextmanager
-def server(workers: int) -> Iterator[tuple[str, list[int]]]:
+def server(workers: int, extra_args: list[str] | None = None) -> Iterator[tuple[str, list[int]]]:
     """A fresh server: one `streamlit run`, or scripts/serve.sh with nginx in front of `workers` processes."""
     if workers <= 1:
         with streamlit_server() as (url, process):
             yield url, [process.pid]
         return
     port = free_port()
-    process = subprocess.Popen(["bash", "scripts/serve.sh", "--workers", str(workers), "--port", str(port)],
+    process = subprocess.Popen(["bash", "scripts/serve.sh", "--workers", str(workers), "--port", str(port),
+                                "--address", "127.0.0.1", *(extra_args or [])],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://localhost:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600  # serve.sh answers once every worker is warm
         while not healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"serve.sh did not come up on {url}: {process.stdout.read()[-2000:]}")
@@ -380,10 +386,17 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds to wait after the sessions leave before measuring memory again")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes ('-' prints only)")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="render each scenario once on --url and exit (serve.sh warms every worker with it)")
     args = parser.parse_args()
     scenarios = [Scenario.parse(s) for s in (args.scenario or DEFAULT_SCENARIOS)]
     if args.minilm:
         scenarios.append(Scenario.parse(MINILM_SCENARIO))
+    if args.warm_only:
+        if not args.url:
+            parser.error("--warm-only needs --url")
+        asyncio.run(warm(args.url, scenarios))
+        return
 
     def measure(url: str, pids: list[int]) -> dict:
         results, extra = asyncio.run(room(url, scenarios, args.sessions, args.moves, args.think, args.arrival, pids))

@@ -107,6 +107,14 @@ for i in $(seq 1 "$WORKERS"); do  # every worker answers before the room gets th
     sleep 0.2
   done
 done
+# Warm every worker before the room arrives: the first render of a page imports and computes (seconds); the first
+# worker computes the pages' default results into the shared cache, the others then only read them.
+warm() { python benchmarks/bench_room.py --warm-only --url "http://127.0.0.1:$1" >/dev/null 2>&1 || true; }
+ports=($(grep -o '127.0.0.1:[0-9]*' <<<"$UPSTREAM" | cut -d: -f2))
+warm "${ports[0]}"
+warming=()
+for port in "${ports[@]:1}"; do warm "$port" & warming+=("$!"); done
+for pid in "${warming[@]}"; do wait "$pid" || true; done
 "$NGINX" -c "$RUN/nginx.conf" -p "$RUN" -e "$RUN/nginx-error.log" &
 PIDS+=("$!")
 echo "Compression Lab: http://$ADDRESS:$PORT ($WORKERS workers, shared results in $CACHE_DIR, pids ${PIDS[*]})"

@@ -65,3 +65,34 @@ def test_bench_room_smoke(tmp_path: Path) -> None:
     assert result["script_runs"] == 6 and result["script_runs_per_s"] > 0
     memory = result["server_rss_mb"]
     assert 50 < memory["before_mb"] <= memory["during_peak_mb"] and memory["after_mb"] > 50
+
+
+def test_serve_sh_two_workers_sticky_and_sharing_results(tmp_path: Path) -> None:
+    """nginx in front of two processes: every session renders and moves through the proxy (websocket upgrade,
+    sticky cookie), all see the same result for the same setting, and the results land in the shared disk cache."""
+    from benchmarks.bench_room import server
+
+    cache_dir = tmp_path / "shared"
+
+    async def room(url: str) -> list:
+        visits = []
+        for seed in range(6):  # six browsers: each gets its own sticky cookie from nginx
+            me = Attendee(url, Scenario("Pruning", "digits-mlp", "Amount pruned"), seed)
+            await me.connect()
+            try:
+                run = await me.run()
+                slider, fragment = run.widgets["Amount pruned"]
+                me.set_widget(slider, "70%")
+                visits.append((run, await me.run(fragment)))
+            finally:
+                await me.close()
+        return visits
+
+    with server(2, extra_args=["--cache-dir", str(cache_dir)]) as (url, pids):
+        assert len(pids) == 2
+        visits = asyncio.run(room(url))
+    for first, moved in visits:
+        assert not first.exceptions and not moved.exceptions and not moved.errors
+        assert moved.metrics["Size (exported file)"] != first.metrics["Size (exported file)"]
+    assert len({moved.metrics["Size (exported file)"] for _, moved in visits}) == 1  # one 70% result for all
+    assert list(cache_dir.rglob("*.json")), "no result was shared on disk"
