@@ -348,7 +348,7 @@ def server(workers: int, extra_args: list[str] | None = None) -> Iterator[tuple[
         yield url, worker_pids(process.pid)
     finally:
         process.terminate()  # serve.sh stops nginx and its workers (by pid) on TERM
-        process.wait(timeout=30)
+        process.wait(timeout=300)
 
 
 def worker_pids(parent: int) -> list[int]:
@@ -408,18 +408,20 @@ def main() -> None:
         summary["server_rss_mb"]["settle_s"] = args.settle
         return summary
 
+    def emit(summary: dict) -> None:
+        summary["note"] = ("protocol clients on the server's machine; 2 cores shared with other work (see load "
+                           "average): times are upper bounds")
+        text = json.dumps(summary, indent=2)
+        print(text, flush=True)
+        if str(args.out) != "-":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n")
+
     if args.url:
-        summary = measure(args.url, args.pid)
+        emit(measure(args.url, args.pid))
     else:
         with server(args.workers) as (url, pids):
-            summary = measure(url, pids)
-    summary["note"] = ("protocol clients on the server's machine; 2 cores shared with other work (see load "
-                       "average): times are upper bounds")
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if str(args.out) != "-":
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+            emit(measure(url, pids))  # before the server stops: N busy workers can take a while
 
 
 if __name__ == "__main__":
