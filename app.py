@@ -3,7 +3,7 @@ import streamlit as st
 
 from compressor import Recipe
 from compressor.figures.overview import layer_share
-from ui import cache
+from ui import cache, figure_cache
 from ui.display import format_bytes, latency_caption
 from ui.session import model_picker
 
@@ -28,7 +28,7 @@ latency_caption(baseline)
 
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(layer_share(baseline.layers), width="stretch")
+    st.plotly_chart(figure_cache.shared(("overview_layers", name), lambda: layer_share(baseline.layers)), width="stretch")
 with right:
     st.markdown("**Architecture**")
     st.code(str(sample.model), language="text", wrap_lines=True)

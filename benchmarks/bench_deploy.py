@@ -30,7 +30,8 @@ from torch import nn  # noqa: E402
 
 import compressor as cz  # noqa: E402
 from compressor.data import DataSplits  # noqa: E402
-from compressor.deploy import batch_feeds, cpu_flags, deployed_graph, outputs, session, time_calls  # noqa: E402
+from compressor.deploy import batch_feeds, cpu_flags, deployed_graph, outputs, session
+from compressor.latency import time_calls  # noqa: E402
 from compressor.latency import LatencyConfig, batch_of  # noqa: E402
 from compressor.onnx_export import to_onnx  # noqa: E402
 from compressor.report import score  # noqa: E402
@@ -91,8 +92,9 @@ def bench_sample(name: str, batch_sizes: list[int], threads: int, runs: int) -> 
         calls = {"eager fp32": lambda: model(eager_batch)}
         calls |= {label: (lambda s=s: s.run(None, feed)) for label, s in sessions.items()}
         torch.set_num_threads(threads)
+        flushed = torch.set_flush_denormal(True)  # eager as ORT's sessions (set_denormal_as_zero)
         with torch.inference_mode():
-            timing = time_calls(calls, config)
+            timing = time_calls(calls, config, flushed=flushed)
         eager, ort_fp32 = timing["eager fp32"].median_ms, timing["ORT fp32"].median_ms
         by_batch[str(batch_size)] = {
             label: {

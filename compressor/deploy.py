@@ -46,7 +46,7 @@ from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 from torch import nn
 
 from compressor.data import DataSplits
-from compressor.latency import Latency, LatencyConfig
+from compressor.latency import Latency, LatencyConfig, time_calls
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
 from compressor.report import Report, evaluate, score
@@ -258,30 +258,11 @@ def batch_feeds(inputs: Inputs, batch_size: int) -> dict[str, np.ndarray]:
             for k, v in named.items()}
 
 
-def time_calls(calls: Mapping[str, Callable[[], Any]], config: LatencyConfig) -> dict[str, Latency]:
-    """Warm each call up, then time them alternately run by run (forward, then reverse order)."""
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for name in names:
-        for _ in range(config.warmup):
-            calls[name]()
-    for run in range(config.runs):
-        for name in names if run % 2 == 0 else reversed(names):
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append((time.perf_counter() - start) * 1000.0)
-    result = {}
-    for name, samples in times.items():
-        q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-        result[name] = Latency(median, q1, q3, len(samples), config.batch_size, config.threads)
-    return result
-
-
 def time_sessions(sessions: Mapping[str, ort.InferenceSession], inputs: Inputs,
                   config: LatencyConfig = LatencyConfig()) -> dict[str, Latency]:
     """Milliseconds per batch of each session on the same batch, interleaved."""
     batch = batch_feeds(inputs, config.batch_size)
-    return time_calls({name: (lambda s=s: s.run(None, batch)) for name, s in sessions.items()}, config)
+    return time_calls({name: (lambda s=s: s.run(None, batch)) for name, s in sessions.items()}, config, flushed=True)
 
 
 def cpu_flags() -> tuple[str, ...]:
@@ -409,6 +390,16 @@ def deployment_notes(d: Deployment) -> list[str]:
 def with_deployment(report: Report, deployment: Deployment) -> Report:
     """The report with its deployed measurement attached (and its notes appended)."""
     return replace(report, deployment=deployment, notes=[*report.notes, *deployment.notes])
+
+
+def report_from_dict(data: dict[str, Any]) -> Report:
+    """A report back from `Report.to_dict()` (e.g. a shared on-disk cache), its deployment rebuilt as data."""
+    deployment = data.get("deployment")
+    if isinstance(deployment, dict):
+        sparse = deployment.get("sparse")
+        sparse = SparseTiming(**sparse) if isinstance(sparse, dict) else sparse
+        deployment = Deployment(**{**deployment, "sparse": sparse})
+    return Report(**{**data, "deployment": deployment})
 
 
 def evaluate_deployed(model: nn.Module, data: DataSplits, baseline: nn.Module | None = None,

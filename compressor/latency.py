@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -96,17 +97,26 @@ def measure_latency(
 ) -> dict[str, Latency]:
     """Time every model on the same batch, alternating models run by run so drift hits them alike."""
     batch = batch_of(X, config.batch_size)
-    names = list(models)
-    samples: dict[str, list[float]] = {name: [] for name in names}
     with _threads(config.threads), _denormals_flushed() as flushed, torch.inference_mode():
-        for name in names:
-            for _ in range(config.warmup):
-                models[name](batch)
-        for run in range(config.runs):
-            for name in names if run % 2 == 0 else reversed(names):
-                start = time.perf_counter()
-                models[name](batch)
-                samples[name].append((time.perf_counter() - start) * 1000.0)
+        return time_calls({name: (lambda m=model: m(batch)) for name, model in models.items()}, config, flushed)
+
+
+def time_calls(calls: Mapping[str, Callable[[], Any]], config: LatencyConfig, flushed: bool) -> dict[str, Latency]:
+    """Warm each call up, then time them alternately run by run (forward, then reverse order).
+
+    `flushed` states whether the calls ran with denormals flushed; any runtime (eager PyTorch, ONNX Runtime) is
+    timed by this one loop, so their figures are comparable.
+    """
+    names = list(calls)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        for _ in range(config.warmup):
+            calls[name]()
+    for run in range(config.runs):
+        for name in names if run % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            calls[name]()
+            samples[name].append((time.perf_counter() - start) * 1000.0)
     return {name: _summarize(times, config, flushed) for name, times in samples.items()}
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 import compressor as cz
 from compressor.figures.pruning import amount_sweep, layer_changes, layer_removal, mask_heatmap, weight_histogram
 from compressor.figures.training import add_recovered, run_colour
-from ui import cache, points, training
+from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
 from ui.session import model_picker
@@ -93,13 +93,18 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a))
-            for c in CRITERIA.choices for a in SWEEP_AMOUNTS}
-    with user_errors():
-        table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
-    table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
-    figure = amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
+
+    def sweep_figure():
+        grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a))
+                for c in CRITERIA.choices for a in SWEEP_AMOUNTS}
+        with user_errors():
+            table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
+        table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
+        return amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
+
+    figure = figure_cache.shared(("prune_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
     if recovery is not None:
+        figure = figure_cache.private_copy(figure)
         if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
                      key="prune_ft_sweep",
                      help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
@@ -124,14 +129,28 @@ with right:
     st.latex(r"\text{magnitude } |w| \qquad \text{Taylor } \frac{1}{B}\sum_{b=1}^{B}\Big(w \cdot \frac{\partial L_b}{\partial w}\Big)^2")
     st.latex(r"\text{channel } c\text{: } \lVert s(W_c) \rVert_p \quad (\text{magnitude: } \lVert W_c \rVert_p)")
 
-layers = weighted_layers(name)
-pick, _ = st.columns([1, 3])
-layer = pick.selectbox("Layer to inspect", layers, key="prune_layer")
-before, after = weight_of(cache.sample(name).model, layer), weight_of(pruned, layer)
-hist, mask = st.columns(2)
-hist.plotly_chart(weight_histogram(before, after, layer), width="stretch", key="prune_hist_chart")
-mask.plotly_chart(mask_heatmap(before, after, layer), width="stretch", key="prune_mask_chart")
+
+@st.fragment
+def inspect_layer(name: str, recipe_json: str, pruned) -> None:
+    """One layer's weights before and after: picking another layer reruns only this part of the page."""
+    pick, _ = st.columns([1, 3])
+    layer = pick.selectbox("Layer to inspect", weighted_layers(name), key="prune_layer")
+
+    def weights(figure):
+        """`figure(before, after, layer)` for this layer: the weights are read only when it is first built."""
+        return lambda: figure(weight_of(cache.sample(name).model, layer), weight_of(pruned, layer), layer)
+
+    hist, mask = st.columns(2)
+    hist.plotly_chart(figure_cache.shared(("prune_hist", name, recipe_json, layer), weights(weight_histogram)),
+                      width="stretch", key="prune_hist_chart")
+    mask.plotly_chart(figure_cache.shared(("prune_mask", name, recipe_json, layer), weights(mask_heatmap)),
+                      width="stretch", key="prune_mask_chart")
+
+
+inspect_layer(name, recipe_json, pruned)
 bars, shapes = st.columns(2)
-bars.plotly_chart(layer_removal(baseline.layers, report.layers), width="stretch", key="prune_layers_chart")
+bars.plotly_chart(figure_cache.shared(("prune_layers", name, recipe_json),
+                                      lambda: layer_removal(baseline.layers, report.layers)),
+                  width="stretch", key="prune_layers_chart")
 shapes.markdown("**Layers before → after**")
 shapes.dataframe(layer_changes(baseline.layers, report.layers), hide_index=True, width="stretch")

@@ -7,7 +7,7 @@ import compressor as cz
 from compressor.figures.quantization import bits_sweep, layer_error, levels_histogram
 from compressor.figures.training import add_recovered, run_colour
 from compressor.quantization import quantization_error, quantization_levels
-from ui import cache, points, training
+from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
 from ui.session import model_picker
@@ -83,13 +83,18 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
-    with user_errors():
-        table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
-    table = table.assign(bits=list(grid))
-    figure = bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
-                        baseline.compressed_bytes)
+
+    def sweep_figure():
+        grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
+        with user_errors():
+            table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
+        table = table.assign(bits=list(grid))
+        return bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
+                          baseline.compressed_bytes)
+
+    figure = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
     if recovery is not None:
+        figure = figure_cache.private_copy(figure)
         if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
                      help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
             qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
@@ -114,19 +119,32 @@ with right:
     \end{aligned}""")
     st.caption("Decoding: x̂ = (Q(x) − z)·s for the uniform grids, the centroid c of each weight's cluster for k-means.")
 
-layers = weighted_layers(name)
-pick, channel_pick, _ = st.columns([1, 1, 2])
-layer = pick.selectbox("Layer to inspect", layers, key="quant_layer")
-weights = weight_of(original, layer)
-channel = 0
-if step.method == "uniform" and step.granularity == "channel":
-    channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1, 0, key="quant_channel",
-                                        help="Per-channel grids differ: pick which channel's grid to draw.")
-    weights, where = weights[channel], f"{layer}, output channel {channel}"
-else:
-    where = layer
-levels = quantization_levels(quantized.get_submodule(layer), channel).numpy()
-hist, errors = st.columns(2)
-hist.plotly_chart(levels_histogram(weights, levels, f"Weights of {where} and the {len(levels)} values they snap to"),
-                  width="stretch", key="quant_hist_chart")
-errors.plotly_chart(layer_error(quantization_error(original, quantized)), width="stretch", key="quant_error_chart")
+
+@st.fragment
+def inspect_layer(name: str, recipe_json: str, step: cz.Quantize, quantized) -> None:
+    """One layer's weights and the values they snap to: picking another layer (or channel) reruns only this part."""
+    original = cache.sample(name).model
+    pick, channel_pick, _ = st.columns([1, 1, 2])
+    layer = pick.selectbox("Layer to inspect", weighted_layers(name), key="quant_layer")
+    weights = weight_of(original, layer)
+    channel = 0
+    if step.method == "uniform" and step.granularity == "channel":
+        channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1, 0, key="quant_channel",
+                                            help="Per-channel grids differ: pick which channel's grid to draw.")
+        weights, where = weights[channel], f"{layer}, output channel {channel}"
+    else:
+        where = layer
+
+    def levels_figure():
+        levels = quantization_levels(quantized.get_submodule(layer), channel).numpy()
+        return levels_histogram(weights, levels, f"Weights of {where} and the {len(levels)} values they snap to")
+
+    hist, errors = st.columns(2)
+    hist.plotly_chart(figure_cache.shared(("quant_levels", name, recipe_json, layer, channel), levels_figure),
+                      width="stretch", key="quant_hist_chart")
+    errors.plotly_chart(figure_cache.shared(("quant_error", name, recipe_json),
+                                            lambda: layer_error(quantization_error(original, quantized))),
+                        width="stretch", key="quant_error_chart")
+
+
+inspect_layer(name, recipe_json, step, quantized)

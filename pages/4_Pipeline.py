@@ -2,7 +2,7 @@
 import streamlit as st
 
 from compressor.figures.pipeline import size_waterfall, stage_accuracy
-from ui import cache, pipeline_cache, points
+from ui import cache, figure_cache, pipeline_cache, points
 from ui import pipeline_editor as editor
 from ui.display import format_bytes, latency_caption, metric_row, notes, user_errors
 from ui.session import model_picker
@@ -66,8 +66,11 @@ latency_caption(report)
 notes(report)
 
 left, right = st.columns(2)
-left.plotly_chart(size_waterfall(stages), width="stretch", key="pipeline_waterfall")
-right.plotly_chart(stage_accuracy(stages, report.metric), width="stretch", key="pipeline_accuracy")
+left.plotly_chart(figure_cache.shared(("pipeline_waterfall", name, recipe_json), lambda: size_waterfall(stages)),
+                  width="stretch", key="pipeline_waterfall")
+right.plotly_chart(figure_cache.shared(("pipeline_accuracy", name, recipe_json),
+                                       lambda: stage_accuracy(stages, report.metric)),
+                   width="stretch", key="pipeline_accuracy")
 table = stages.assign(size=stages["bytes"].map(format_bytes), accuracy=stages["accuracy"].map("{:.1%}".format))
 st.dataframe(
     table[["stage", "step", "size", "accuracy", "params", "nonzero_params", "macs"]].rename(

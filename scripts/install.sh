@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Install what Compression Lab needs; --test adds what the test suite needs (notebook runner, Playwright,
-# Debian's Chromium for the browser test). Safe to run again: installed pieces are skipped.
+# Install what Compression Lab needs; --serve adds nginx (scripts/serve.sh: several processes for a big room);
+# --test adds what the test suite needs (notebook runner, Playwright, Debian's Chromium for the browser test, and
+# nginx for the serve.sh test). Safe to run again: installed pieces are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet -r requirements.txt
+SUDO=""; [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+debian_packages=()
 if [[ "${1:-}" == "--test" ]]; then
   python -m pip install --quiet -r requirements-test.txt
-  if ! command -v chromium >/dev/null 2>&1; then
-    SUDO=""; [[ "$(id -u)" == 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
-  fi
+  command -v chromium >/dev/null 2>&1 || debian_packages+=(chromium)
+fi
+if [[ "${1:-}" == "--test" || "${1:-}" == "--serve" ]]; then
+  command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || debian_packages+=(nginx)
+fi
+if [[ ${#debian_packages[@]} -gt 0 ]]; then
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${debian_packages[@]}" >/dev/null
 fi

@@ -1,13 +1,15 @@
 """Cached calls into the core. Models are cached as shared resources (never mutated: techniques copy),
-reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py)."""
+reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py); reports are also
+shared with the room's other server processes through ui/disk_cache.py when serve.sh runs several."""
 from __future__ import annotations
 
 import streamlit as st
 from torch import nn
 
 import compressor as cz
-from compressor.deploy import deploy, deployed_graph, with_deployment
+from compressor.deploy import deploy, deployed_graph, report_from_dict, with_deployment
 from compressor.pipeline import RecipeLike, as_recipe
+from ui import disk_cache
 
 
 def recipe_key(recipe: RecipeLike) -> str:
@@ -41,17 +43,20 @@ def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a recipe; latency is timed once per configuration and then reused.
 
     Timed reports are also deployed on ONNX Runtime (integer kernels where the weights allow), so pages can show
-    the deployed latency next to eager PyTorch's.
+    the deployed latency next to eager PyTorch's. Served by several processes, reports are shared on disk.
     """
-    s = sample(name)
-    recipe = cz.Recipe.from_json(recipe_json)
-    latency = cz.LatencyConfig() if timed else None
-    model = compressed(name, recipe_json)
-    report = cz.evaluate(model, s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
-    if latency is None:
-        return report
-    deployment, _ = deploy(model, s.data, s.model, latency, simulated_accuracy=report.accuracy)
-    return with_deployment(report, deployment)
+    def measure() -> dict:
+        s = sample(name)
+        recipe = cz.Recipe.from_json(recipe_json)
+        latency = cz.LatencyConfig() if timed else None
+        model = compressed(name, recipe_json)
+        report = cz.evaluate(model, s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
+        if latency is not None:
+            deployment, _ = deploy(model, s.data, s.model, latency, simulated_accuracy=report.accuracy)
+            report = with_deployment(report, deployment)
+        return report.to_dict()
+
+    return report_from_dict(disk_cache.fetch("report", (name, recipe_json, str(timed)), measure))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import compressor as cz
-from ui import cache
+from ui import cache, disk_cache
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -13,20 +13,23 @@ def stages(name: str, recipe_json: str) -> pd.DataFrame:
     """One row per stage: the fp32 model (4 bytes per parameter), the same model exported losslessly, then the
     model after each step. Sizes are exported-file bytes (the stage's recipe prefix in the header, so the last
     row equals the full recipe's report); latency is not timed here."""
-    s = cache.sample(name)
-    recipe = cz.Recipe.from_json(recipe_json)
-    packed = cz.evaluate(s.model, s.data, latency=None, recipe=cz.Recipe().to_dict())
-    rows = [
-        _row("fp32", "uncompressed, 4 bytes per parameter", packed, packed.baseline_dense_bytes),
-        _row("packed", "exported losslessly (no step yet)", packed, packed.compressed_bytes),
-    ]
-    for i in range(1, len(recipe.steps) + 1):
-        prefix = cz.Recipe(recipe.steps[:i])
-        model = cache.compressed(name, cache.recipe_key(prefix))  # shared with the page's report: trained once
-        report = cz.evaluate(model, s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
-        rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", recipe.steps[i - 1].describe(), report,
-                         report.compressed_bytes))
-    return pd.DataFrame(rows)
+    def measure() -> list[dict]:
+        s = cache.sample(name)
+        recipe = cz.Recipe.from_json(recipe_json)
+        packed = cz.evaluate(s.model, s.data, latency=None, recipe=cz.Recipe().to_dict())
+        rows = [
+            _row("fp32", "uncompressed, 4 bytes per parameter", packed, packed.baseline_dense_bytes),
+            _row("packed", "exported losslessly (no step yet)", packed, packed.compressed_bytes),
+        ]
+        for i in range(1, len(recipe.steps) + 1):
+            prefix = cz.Recipe(recipe.steps[:i])
+            model = cache.compressed(name, cache.recipe_key(prefix))  # shared with the page's report: trained once
+            report = cz.evaluate(model, s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
+            rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", recipe.steps[i - 1].describe(), report,
+                             report.compressed_bytes))
+        return rows
+
+    return pd.DataFrame(disk_cache.fetch("pipeline_stages", (name, recipe_json), measure))
 
 
 def _row(stage: str, step: str, report: cz.Report, size: int) -> dict:

@@ -16,6 +16,7 @@ import streamlit as st
 
 import compressor as cz
 from compressor.sweeps import sweep
+from ui import disk_cache
 from ui.cache import recipe_key, sample
 
 CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the cache: show the bar from then on
@@ -24,8 +25,11 @@ CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the c
 @st.cache_data(max_entries=4096, show_spinner=False)
 def sweep_row(name: str, recipe_json: str) -> dict:
     """One configuration's headline numbers (no latency timing), as a row of `compressor.sweeps.sweep`."""
-    s = sample(name)
-    return sweep(s.model, s.data, {"": cz.Recipe.from_json(recipe_json)}).iloc[0].drop("label").to_dict()
+    def measure() -> dict:
+        s = sample(name)
+        return sweep(s.model, s.data, {"": cz.Recipe.from_json(recipe_json)}).iloc[0].drop("label").to_dict()
+
+    return disk_cache.fetch("sweep_row", (name, recipe_json), measure)
 
 
 def run_sweep(name: str, recipes: Mapping[str, cz.Recipe], message: str) -> pd.DataFrame:

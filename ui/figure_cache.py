@@ -1,0 +1,49 @@
+"""Figures shared by every session: each is built once per input and then handed out read-only.
+
+Building a Plotly `go.Figure` validates every property in pure Python: 10–110 ms a figure on this machine,
+holding the GIL while the room's other sessions wait. A room moving sliders asks for the same few hundred
+figures again and again, so a page names what a figure depends on (the model, the recipe JSON, the layer…)
+and `shared` builds it only the first time anyone asks. The build runs in the asking page's script, so it may
+compute what the figure needs (a sweep with its progress bar) and show errors; a later look-up is one
+dictionary access under a lock (`st.cache_resource` would hash the key and replay the build's elements).
+Streamlit copies the figure into its message (`to_dict`), so showing it never changes it; a page that wants to
+add traces takes `private_copy` first.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import plotly.graph_objects as go
+
+MAX_FIGURES = 512  # tens of KB each: the slider stops of a few pages × models × layers
+_figures: OrderedDict[tuple[Hashable, ...], go.Figure] = OrderedDict()  # least recently used first
+_lock = threading.Lock()  # sessions run in their own threads
+
+
+def shared(key: tuple[Hashable, ...], build: Callable[[], go.Figure]) -> go.Figure:
+    """The figure `build()` draws, built once for every session. `key` must name everything it depends on
+    (start it with the figure's name, e.g. ("prune_sweep", model, recipe_json)). Read it, never change it."""
+    with _lock:
+        figure = _figures.get(key)
+        if figure is not None:
+            _figures.move_to_end(key)
+            return figure
+    figure = build()  # outside the lock: two sessions may build the same figure once each, nobody waits
+    with _lock:
+        _figures[key] = figure
+        while len(_figures) > MAX_FIGURES:
+            _figures.popitem(last=False)
+    return figure
+
+
+def private_copy(figure: go.Figure) -> go.Figure:
+    """A copy this session may add traces to (the shared one stays as it was)."""
+    return go.Figure(figure)
+
+
+def clear() -> None:
+    """Forget every figure (tests)."""
+    with _lock:
+        _figures.clear()
