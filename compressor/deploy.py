@@ -46,7 +46,7 @@ from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 from torch import nn
 
 from compressor.data import DataSplits
-from compressor.latency import Latency, LatencyConfig, time_calls
+from compressor.latency import Latency, LatencyConfig, denormal_state_kept, time_calls
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
 from compressor.report import Report, evaluate, score
@@ -234,7 +234,8 @@ def session(proto: onnx.ModelProto, threads: int = 1, optimize: bool = True) -> 
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=[PROVIDER])
+    with denormal_state_kept():
+        return ort.InferenceSession(proto.SerializeToString(), options, providers=[PROVIDER])
 
 
 def feeds(inputs: Inputs, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
@@ -245,7 +246,8 @@ def feeds(inputs: Inputs, start: int = 0, stop: int | None = None) -> dict[str, 
 def outputs(sess: ort.InferenceSession, inputs: Inputs) -> torch.Tensor:
     """The session's first output over all inputs, in batches of EVAL_BATCH."""
     count = len(next(iter(input_dict(inputs).values())))
-    parts = [sess.run(None, feeds(inputs, i, i + EVAL_BATCH))[0] for i in range(0, count, EVAL_BATCH)]
+    with denormal_state_kept():
+        parts = [sess.run(None, feeds(inputs, i, i + EVAL_BATCH))[0] for i in range(0, count, EVAL_BATCH)]
     return torch.from_numpy(np.concatenate(parts))
 
 
@@ -262,7 +264,9 @@ def time_sessions(sessions: Mapping[str, ort.InferenceSession], inputs: Inputs,
                   config: LatencyConfig = LatencyConfig()) -> dict[str, Latency]:
     """Milliseconds per batch of each session on the same batch, interleaved."""
     batch = batch_feeds(inputs, config.batch_size)
-    return time_calls({name: (lambda s=s: s.run(None, batch)) for name, s in sessions.items()}, config, flushed=True)
+    with denormal_state_kept():
+        return time_calls({name: (lambda s=s: s.run(None, batch)) for name, s in sessions.items()}, config,
+                          flushed=True)
 
 
 def cpu_flags() -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from dataclasses import dataclass
@@ -76,6 +76,21 @@ def _denormals_flushed():
     supported = torch.set_flush_denormal(True)
     try:
         yield supported
+    finally:
+        torch.set_flush_denormal(before)
+
+
+@contextmanager
+def denormal_state_kept() -> Iterator[None]:
+    """This thread's denormal flushing as it was before the block, whatever the block set.
+
+    ONNX Runtime's `session.set_denormal_as_zero` turns FTZ/DAZ on for the calling thread when a session is made
+    and never turns it off: every later float computation in that thread (a Streamlit script run, a test) would
+    silently read subnormals as zero, e.g. count none in a model full of them.
+    """
+    before = denormals_are_flushed()
+    try:
+        yield
     finally:
         torch.set_flush_denormal(before)
 

@@ -13,7 +13,7 @@ import torch
 import compressor as cz
 from compressor.data import DataSplits, Split
 from compressor.deploy import (
-    Deployment, KernelPlan, deploy, deployed_graph, evaluate_deployed, outputs, plan_kernels, session,
+    Deployment, KernelPlan, deploy, deployed_graph, evaluate_deployed, outputs, plan_kernels, session, time_sessions,
 )
 from compressor.latency import LatencyConfig
 from compressor.onnx_export import gemm_to_matmul, layer_nodes, op_types, scope_of, to_onnx
@@ -332,3 +332,18 @@ def test_exports_from_many_threads_take_turns():
     with ThreadPoolExecutor(4) as pool:
         protos = list(pool.map(lambda _: to_onnx(model, data.test.X[:2]), range(8)))
     assert len({proto.SerializeToString() for proto in protos}) == 1
+
+
+def test_deploying_leaves_the_threads_denormal_flushing_as_it_was():
+    """ORT's set_denormal_as_zero sets FTZ/DAZ on the calling thread for good; it once made every later
+    subnormal count in the process read zero. Deploying must leave the thread as it found it."""
+    from compressor.latency import denormals_are_flushed
+
+    sample = cz.load_sample("digits-mlp")
+    before = denormals_are_flushed()
+    proto = deployed_graph(sample.model, sample.data.test.X[:2])
+    sess = session(proto)
+    outputs(sess, sample.data.test.X[:10])
+    time_sessions({"model": sess}, sample.data.test.X, cz.LatencyConfig(runs=20, warmup=1))
+    assert denormals_are_flushed() == before
+    assert torch.tensor([2.0**-149]).mul(1.0).item() != 0.0  # a subnormal still computes as itself
