@@ -9,7 +9,7 @@ from compressor.figures.training import add_recovered, run_colour
 from ui import cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
-from ui.session import model_picker
+from ui.session import model_picker, one_of, persistent
 from ui.sweeps import run_sweep
 
 AMOUNTS = [round(0.05 * i, 2) for i in range(20)] + [0.99]  # slider stops: 0%, 5%, ..., 95%, 99%
@@ -26,18 +26,18 @@ def controls() -> cz.Prune:
     with st.sidebar:
         st.subheader("✂️ Pruning")
         amount = st.select_slider(
-            "Amount pruned", AMOUNTS, value=0.5, key="prune_amount", format_func=lambda a: f"{a:.0%}",
+            "Amount pruned", AMOUNTS, key=persistent("prune_amount", 0.5, one_of(AMOUNTS)), format_func=lambda a: f"{a:.0%}",
             help="Fraction of the weights set to zero (unstructured) or of the output channels removed (structured).",
         )
-        criterion = st.radio("Criterion", list(CRITERIA), format_func=CRITERIA.get, key="prune_criterion", horizontal=True,
+        criterion = st.radio("Criterion", list(CRITERIA), format_func=CRITERIA.get, key=persistent("prune_criterion", "magnitude", one_of(CRITERIA)), horizontal=True,
                              help="How a weight's importance is scored; the lowest scores are pruned.")
-        scope = st.radio("Scope", list(SCOPES), format_func=SCOPES.get, key="prune_scope", horizontal=True,
+        scope = st.radio("Scope", list(SCOPES), format_func=SCOPES.get, key=persistent("prune_scope", "layer", one_of(SCOPES)), horizontal=True,
                          help="Per layer: every layer loses the same fraction. Global: one ranking over all layers.")
-        structured = st.toggle("Structured (remove whole channels)", key="prune_structured",
+        structured = st.toggle("Structured (remove whole channels)", key=persistent("prune_structured", False),
                                help="Remove output neurons / conv channels instead of single weights.")
         norm = 2
         if structured:
-            norm = st.radio("Channel norm", [1, 2], index=1, format_func=lambda p: f"L{p}", key="prune_norm",
+            norm = st.radio("Channel norm", [1, 2], format_func=lambda p: f"L{p}", key=persistent("prune_norm", 2, one_of([1, 2])),
                             horizontal=True, help="A channel's score is the p-norm of its weights' scores.")
     return cz.Prune(amount=amount, criterion=criterion, scope=scope, structured=structured, norm=norm)
 
@@ -106,7 +106,7 @@ with left:
     figure = amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
     if recovery is not None:
         if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
-                     key="prune_ft_sweep",
+                     key=persistent("prune_ft_sweep", False),
                      help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
             ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
             with user_errors():
@@ -131,7 +131,7 @@ with right:
 
 layers = weighted_layers(name)
 pick, _ = st.columns([1, 3])
-layer = pick.selectbox("Layer to inspect", layers, key="prune_layer")
+layer = pick.selectbox("Layer to inspect", layers, key=persistent("prune_layer", layers[0], one_of(layers)))
 before, after = weight_of(cache.sample(name).model, layer), weight_of(pruned, layer)
 hist, mask = st.columns(2)
 hist.plotly_chart(weight_histogram(before, after, layer), width="stretch", key="prune_hist_chart")

@@ -10,7 +10,7 @@ from compressor.quantization import quantization_error, quantization_levels
 from ui import cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
-from ui.session import model_picker
+from ui.session import in_range, model_picker, one_of, persistent
 from ui.sweeps import run_sweep
 
 SWEEP_BITS = tuple(range(1, 9))
@@ -26,15 +26,15 @@ def controls() -> cz.Quantize:
     """The sidebar controls, read into one quantization step (k-means ignores scheme and granularity)."""
     with st.sidebar:
         st.subheader("🔢 Quantization")
-        bits = st.slider("Bits per weight", 1, 8, 4, key="quant_bits", help="Each weight becomes one of 2^bits values.")
-        method = st.radio("Method", list(METHODS), format_func=METHODS.get, key="quant_method", horizontal=True,
+        bits = st.slider("Bits per weight", 1, 8, key=persistent("quant_bits", 4, in_range(1, 8)), help="Each weight becomes one of 2^bits values.")
+        method = st.radio("Method", list(METHODS), format_func=METHODS.get, key=persistent("quant_method", "uniform", one_of(METHODS)), horizontal=True,
                           help="An evenly spaced grid, or 2^bits shared values found by k-means (Deep Compression).")
         kmeans = method == "kmeans"
-        scheme = st.radio("Scheme", list(SCHEMES), format_func=SCHEMES.get, key="quant_scheme", horizontal=True,
+        scheme = st.radio("Scheme", list(SCHEMES), format_func=SCHEMES.get, key=persistent("quant_scheme", "affine", one_of(SCHEMES)), horizontal=True,
                           disabled=kmeans, help="Grid over [min, max] with a zero point, or symmetric about 0.")
-        granularity = st.radio("Granularity", list(GRANULARITIES), format_func=GRANULARITIES.get, key="quant_granularity",
+        granularity = st.radio("Granularity", list(GRANULARITIES), format_func=GRANULARITIES.get, key=persistent("quant_granularity", "tensor", one_of(GRANULARITIES)),
                                horizontal=True, disabled=kmeans, help="One scale per layer, or one per output channel.")
-        activations = st.toggle("Also quantize activations (8 bits)", key="quant_activations",
+        activations = st.toggle("Also quantize activations (8 bits)", key=persistent("quant_activations", False),
                                 help="Quantize each layer's input too, calibrated on held-out calibration data.")
     if kmeans:  # one codebook per layer: scheme and granularity do not apply, so they stay at their defaults
         return cz.Quantize(bits=bits, method="kmeans", activations=activations)
@@ -92,7 +92,7 @@ with left:
     figure = bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
                         baseline.compressed_bytes)
     if recovery is not None:
-        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
+        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),
                      help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
             qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
             with user_errors():
@@ -118,11 +118,12 @@ with right:
 
 layers = weighted_layers(name)
 pick, channel_pick, _ = st.columns([1, 1, 2])
-layer = pick.selectbox("Layer to inspect", layers, key="quant_layer")
+layer = pick.selectbox("Layer to inspect", layers, key=persistent("quant_layer", layers[0], one_of(layers)))
 weights = weight_of(original, layer)
 channel = 0
 if step.method == "uniform" and step.granularity == "channel":
-    channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1, 0, key="quant_channel",
+    channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1,
+                                        key=persistent("quant_channel", 0, in_range(0, weights.shape[0] - 1)),
                                         help="Per-channel grids differ: pick which channel's grid to draw.")
     weights, where = weights[channel], f"{layer}, output channel {channel}"
 else:

@@ -5,7 +5,7 @@ from compressor.figures.pipeline import size_waterfall, stage_accuracy
 from ui import cache, pipeline_cache, points
 from ui import pipeline_editor as editor
 from ui.display import format_bytes, latency_caption, metric_row, notes, user_errors
-from ui.session import model_picker
+from ui.session import model_picker, one_of, persistent, save
 
 st.set_page_config(page_title="Pipeline · Compression Lab", page_icon="🧪", layout="wide")
 name = model_picker()
@@ -24,12 +24,13 @@ st.latex(
 
 left, right = st.columns(2)
 with left:
-    st.selectbox("Preset", list(editor.PRESETS), key="pipeline_preset")
+    st.selectbox("Preset", list(editor.PRESETS),
+                 key=persistent("pipeline_preset", next(iter(editor.PRESETS)), one_of(editor.PRESETS)))
     st.button("Load preset", key="pipeline_load_preset", help="Replaces the steps below.",
               on_click=lambda: editor.set_recipe(editor.PRESETS[st.session_state["pipeline_preset"]]))
 with right:
     st.selectbox("Step type", list(editor.STEP_KINDS), format_func=lambda k: editor.STEP_KINDS[k].label,
-                 key="pipeline_add_kind")
+                 key=persistent("pipeline_add_kind", "prune", one_of(editor.STEP_KINDS)))
     st.button("Add step", key="pipeline_add", help="Appends it to the recipe.",
               on_click=lambda: editor.add(st.session_state["pipeline_add_kind"]))
 
@@ -53,6 +54,7 @@ for number, entry in enumerate(steps, start=1):
         title.markdown(f"**{number} · {editor.kind_of(entry['step']).label}** — {editor.describe(entry['step'])}")
 
 recipe = editor.recipe()
+save()  # the recipe as edited survives a reload
 recipe_json = cache.recipe_key(recipe)
 
 st.subheader("What each stage does")
@@ -86,7 +88,7 @@ with save:
 with load:
     st.file_uploader("Load a recipe file", type=["json"], key="pipeline_upload",
                      on_change=editor.load_upload, args=("pipeline_upload",))
-    st.text_area("…or paste a recipe", key="pipeline_json", height=140,
+    st.text_area("…or paste a recipe", key=persistent("pipeline_json", ""), height=140,
                  placeholder='{"steps": [{"type": "prune", "amount": 0.8}, {"type": "quantize", "bits": 4}]}')
     st.button("Load pasted recipe", key="pipeline_load_json",
               on_click=lambda: editor.load_json(st.session_state["pipeline_json"]))

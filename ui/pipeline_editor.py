@@ -19,9 +19,10 @@ from compressor import Finetune, LowRank, Prune, Quantize, Recipe
 from compressor.pruning import CRITERIA, MAX_AMOUNT, SCOPES
 from compressor.quantization import GRANULARITIES, METHODS, SCHEMES
 from compressor.recipe import AGP_DEFAULTS, Step
+from ui import session
 
 PREFIX = "pipeline"  # every key of the Pipeline page starts with it
-STEPS = f"{PREFIX}_steps"  # the recipe being edited: list of {"id": int, "step": Step}
+STEPS = session.PIPELINE_STEPS  # the recipe being edited: list of {"id": int, "step": Step}
 NEXT_ID = f"{PREFIX}_next_id"
 LOAD_ERROR = f"{PREFIX}_load_error"  # the core's message for a recipe file or text that did not load
 
@@ -240,9 +241,14 @@ PRESETS: dict[str, Recipe] = {
 
 
 def entries() -> list[dict]:
-    """The steps being edited, [{"id", "step"}]; a new session starts from the first preset."""
+    """The steps being edited, [{"id", "step"}]; a new session starts from the first preset, a reloaded one from
+    the recipe it had."""
     if STEPS not in st.session_state:
-        set_recipe(next(iter(PRESETS.values())))
+        restored = st.session_state.pop(session.PIPELINE_RESTORED, None)
+        try:
+            set_recipe(Recipe.from_json(restored) if restored is not None else next(iter(PRESETS.values())))
+        except ValueError:  # a recipe the core no longer accepts: start from the preset
+            set_recipe(next(iter(PRESETS.values())))
     return st.session_state[STEPS]
 
 

@@ -40,6 +40,7 @@ from compressor.training import History, Progress, StopCheck, finetune
 from compressor.units import format_bytes
 from ui import cache, points
 from ui.display import user_errors
+from ui.session import one_of, persistent
 
 EPOCH_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
 DEFAULT_EPOCHS = 5
@@ -80,19 +81,20 @@ def recovery_controls(prefix: str, technique: str, gradual: bool | None = None) 
     k = keys(prefix)
     with st.sidebar:
         st.subheader("🏋️ Recovery")
-        on = st.toggle(f"Fine-tune after {technique}", key=k["finetune"],
+        on = st.toggle(f"Fine-tune after {technique}", key=persistent(k["finetune"], False),
                        help="Train the compressed model for a few epochs on the training split, compression held: "
                             "pruned weights stay zero, quantized layers train through fake quantization (QAT).")
         if not on:
             return None
-        epochs = st.select_slider("Epochs", EPOCH_CHOICES, value=DEFAULT_EPOCHS, key=k["ft_epochs"],
+        epochs = st.select_slider("Epochs", EPOCH_CHOICES, key=persistent(k["ft_epochs"], DEFAULT_EPOCHS, one_of(EPOCH_CHOICES)),
                                   help="Passes over the training split.")
-        lr = st.select_slider("Learning rate", LR_CHOICES, value=DEFAULT_LR, key=k["ft_lr"],
+        lr = st.select_slider("Learning rate", LR_CHOICES, key=persistent(k["ft_lr"], DEFAULT_LR, one_of(LR_CHOICES)),
                               format_func=lambda v: f"{v:g}", help="Adam step size.")
         schedule = "one-shot"
         if gradual is not None:
             schedule = st.radio(
-                "Pruning schedule", ("one-shot", "gradual"), key=k["ft_schedule"], horizontal=True,
+                "Pruning schedule", ("one-shot", "gradual"),
+                key=persistent(k["ft_schedule"], "one-shot", one_of(("one-shot", "gradual"))), horizontal=True,
                 format_func={"one-shot": "one shot, then fine-tune", "gradual": "gradual (AGP)"}.get,
                 disabled=not gradual,
                 help="Gradual (Zhu & Gupta's AGP): raise the sparsity in one step per epoch along a cubic schedule, "
