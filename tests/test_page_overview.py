@@ -72,3 +72,16 @@ def test_picker_choice_persists_across_pages(app):
     app.switch_page("pages/5_Trade-offs.py").run()
     assert app.session_state["model_name"] == SAMPLES[0]
     assert app.sidebar.selectbox(key="_model_picker").value == SAMPLES[0]
+
+
+def test_the_navigation_labels_the_entry_page_overview_and_lists_every_page_file():
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text())
+    navigation = next(ast.literal_eval(node.value) for node in tree.body
+                      if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NAVIGATION")
+    assert sorted(navigation) == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
+    assert [label for label, _ in navigation.values()] == [  # the URLs the pages/ folder gave them (deep links)
+        Path(path).stem.split("_", 1)[1] for path in navigation]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception and at.title[0].value == "🗜️ Compression Lab"

@@ -49,11 +49,22 @@ def lr_select(container, key: str, value: float, help: str = "Adam step size.") 
                                    format_func=lambda v: f"{v:g}", help=help)
 
 
+def bounded(widget: Callable, label: str, low: float, high: float, value: float, key: str, **kwargs) -> float:
+    """`widget(label, low, high, value, key=key, ...)`; a loaded value outside [low, high] (valid in a recipe, beyond
+    what the control offers) is shown read-only instead, with a note, and kept as it is."""
+    if low <= value <= high:
+        return widget(label, low, high, value, key=key, **kwargs)
+    st.markdown(f"{label}: **{value:g}**")
+    st.caption(f"Beyond this control's {low:g}–{high:g}: runs as loaded. Edit the recipe JSON below to change it.")
+    return value
+
+
 def prune_form(step: Prune, key: str) -> Prune:
     """Amount, criterion, scope, structured; the schedule (one shot, or gradual AGP with its steps and training)."""
     cols = st.columns([3, 2, 2, 2])
-    amount = cols[0].slider("Amount removed", 0.0, MAX_AMOUNT, float(step.amount), 0.01, format="%.2f",
-                            key=f"{key}_amount", help="Fraction of the weights (or channels, when structured) set to zero.")
+    with cols[0]:
+        amount = bounded(st.slider, "Amount removed", 0.0, MAX_AMOUNT, float(step.amount), f"{key}_amount", step=0.01,
+                         format="%.2f", help="Fraction of the weights (or channels, when structured) set to zero.")
     criteria = tuple(CRITERIA)
     criterion = cols[1].selectbox("Criterion", criteria, _index(criteria, step.criterion), key=f"{key}_criterion")
     scope = cols[2].radio("Scope", SCOPES, _index(SCOPES, step.scope), key=f"{key}_scope", horizontal=True,
@@ -71,9 +82,11 @@ def prune_form(step: Prune, key: str) -> Prune:
     agp = dict.fromkeys(AGP_DEFAULTS)  # one shot: every schedule key left out
     if schedule == "agp" and not structured:
         shown = step.agp_settings() if step.schedule == "agp" else {**AGP_DEFAULTS, "lr": 3e-3}
-        shown["steps"] = cols[1].number_input("Pruning steps n", 1, 50, int(shown["steps"]), key=f"{key}_agp_steps")
-        shown["epochs_per_step"] = cols[2].number_input("Epochs per step", 1, 20, int(shown["epochs_per_step"]),
-                                                        key=f"{key}_agp_epochs")
+        with cols[1]:
+            shown["steps"] = bounded(st.number_input, "Pruning steps n", 1, 50, int(shown["steps"]), f"{key}_agp_steps")
+        with cols[2]:
+            shown["epochs_per_step"] = bounded(st.number_input, "Epochs per step", 1, 20, int(shown["epochs_per_step"]),
+                                               f"{key}_agp_epochs")
         shown["lr"] = lr_select(cols[3], f"{key}_agp_lr", float(shown["lr"]), "Adam step size of the fine-tuning.")
         # a key the step left out stays out while it holds the default, so a loaded recipe saves back as written
         agp = {name: None if getattr(step, name) is None and value == AGP_DEFAULTS[name] else value
@@ -86,7 +99,8 @@ def prune_form(step: Prune, key: str) -> Prune:
 def finetune_form(step: Finetune, key: str) -> Finetune:
     """Epochs, learning rate, batch size (seed and layers kept as loaded)."""
     cols = st.columns([3, 3, 2])
-    epochs = cols[0].slider("Epochs", 1, 30, int(step.epochs), key=f"{key}_epochs", help="Passes over the training split.")
+    with cols[0]:
+        epochs = bounded(st.slider, "Epochs", 1, 30, int(step.epochs), f"{key}_epochs", help="Passes over the training split.")
     lr = lr_select(cols[1], f"{key}_lr", float(step.lr))
     batch_size = cols[2].selectbox("Batch size", _with(BATCH_SIZES, step.batch_size),
                                    _with(BATCH_SIZES, step.batch_size).index(step.batch_size), key=f"{key}_batch_size")
@@ -98,7 +112,8 @@ def finetune_form(step: Finetune, key: str) -> Finetune:
 def quantize_form(step: Quantize, key: str) -> Quantize:
     """Bits, uniform or k-means, and for uniform grids the scheme and granularity."""
     cols = st.columns([3, 2, 2, 2, 3])
-    bits = cols[0].slider("Bits", 1, 8, int(step.bits), key=f"{key}_bits")
+    with cols[0]:
+        bits = bounded(st.slider, "Bits", 1, 8, int(step.bits), f"{key}_bits")
     method = cols[1].radio("Method", METHODS, _index(METHODS, step.method), key=f"{key}_method", horizontal=True,
                            help="uniform: an evenly spaced grid; kmeans: 2^b shared values (Deep Compression).")
     uniform = method == "uniform"
@@ -123,12 +138,15 @@ def low_rank_form(step: LowRank, key: str) -> LowRank:
     rule = cols[0].radio("Choose the rank by", rules, rules.index(given), format_func=RANK_RULES.get,
                          key=f"{key}_rule", horizontal=True)
     current = getattr(step, rule)
-    if rule == "rank_ratio":
-        value = cols[1].slider("Rank ratio r / min(m, n)", 0.05, 1.0, float(current or 0.5), 0.05, key=f"{key}_rank_ratio")
-    elif rule == "energy":
-        value = cols[1].slider("Energy kept Σᵢ≤ᵣσᵢ² / Σσᵢ²", 0.5, 1.0, float(current or 0.9), 0.01, key=f"{key}_energy")
-    else:
-        value = cols[1].number_input("Rank r (every layer)", 1, 4096, int(current or 8), key=f"{key}_rank")
+    with cols[1]:
+        if rule == "rank_ratio":
+            value = bounded(st.slider, "Rank ratio r / min(m, n)", 0.05, 1.0, float(current or 0.5), f"{key}_rank_ratio",
+                            step=0.05)
+        elif rule == "energy":
+            value = bounded(st.slider, "Energy kept Σᵢ≤ᵣσᵢ² / Σσᵢ²", 0.5, 1.0, float(current or 0.9), f"{key}_energy",
+                            step=0.01)
+        else:
+            value = bounded(st.number_input, "Rank r (every layer)", 1, 4096, int(current or 8), f"{key}_rank")
     return dataclasses.replace(step, **{r: value if r == rule else None for r in rules})
 
 
