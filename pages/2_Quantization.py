@@ -4,7 +4,9 @@ import dataclasses
 import streamlit as st
 
 import compressor as cz
-from compressor.figures.quantization import bits_sweep, layer_error, levels_histogram
+from compressor.figures.quantization import (
+    BYTE_ALIGNED_NOTE, bits_sweep, bits_sweep_info, layer_error, levels_histogram,
+)
 from compressor.figures.training import add_recovered, run_colour
 from compressor.quantization import quantization_error, quantization_levels
 from ui import cache, points, training
@@ -101,6 +103,9 @@ with left:
         for i, (label, result) in enumerate(recovered.items()):
             add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
     st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
+    for bits in bits_sweep_info(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
+                                baseline.compressed_bytes).larger_than_next:
+        st.caption(f"Why is the {BYTE_ALIGNED_NOTE.format(bits=bits, next=bits + 1)}.")
     notes(report)
 with right:
     st.markdown(
