@@ -7,22 +7,6 @@ from ui import cache
 from ui.display import format_bytes, latency_caption
 from ui.session import model_picker
 
-# The navigation: this page labelled "Overview" (the pages/ folder alone would label it "app", after the file),
-# then every page of pages/ under its own name and at its usual URL (/Pruning, ...). st.navigation replaces the
-# pages/ folder's automatic menu: keep NAVIGATION in step with the folder (tests/test_page_overview.py checks it).
-NAVIGATION = {  # file -> (label, icon)
-    "pages/1_Pruning.py": ("Pruning", "✂️"), "pages/2_Quantization.py": ("Quantization", "🔢"),
-    "pages/3_Low-rank.py": ("Low-rank", "🧮"), "pages/4_Pipeline.py": ("Pipeline", "🧪"),
-    "pages/5_Trade-offs.py": ("Trade-offs", "📈"), "pages/6_Export.py": ("Export", "📦"),
-    "pages/7_Distillation.py": ("Distillation", "🎓"),
-}
-OVERVIEW = st.Page(lambda: None, title="Overview", icon="🗜️", url_path="", default=True)  # drawn below, in this file
-current = st.navigation([OVERVIEW] + [st.Page(path, title=label, icon=icon, url_path=label)
-                                      for path, (label, icon) in NAVIGATION.items()])
-if current.url_path != OVERVIEW.url_path:
-    current.run()
-    st.stop()
-
 st.set_page_config(page_title="Compression Lab", page_icon="🗜️", layout="wide")
 name = model_picker()
 sample = cache.sample(name)

@@ -54,7 +54,7 @@ def test_overview_shows_the_baseline_the_core_measures(app, name):
 
 def test_overview_links_every_page(app):
     assert not app.exception
-    links = [link.proto.page for link in app.get("page_link")]  # the URL path of each linked page
+    links = [link.proto.page for link in app.main.get("page_link")]  # the tour's links: the URL path of each page
     pages = [path.stem.split("_", 1)[1] for path in (ROOT / "pages").glob("*.py")]  # "1_Pruning.py" -> "Pruning"
     assert sorted(links) == sorted(pages) and len(pages) == 7
 
@@ -75,13 +75,15 @@ def test_picker_choice_persists_across_pages(app):
 
 
 def test_the_navigation_labels_the_entry_page_overview_and_lists_every_page_file():
-    import ast
+    from ui.session import NAVIGATION
 
-    tree = ast.parse((ROOT / "app.py").read_text())
-    navigation = next(ast.literal_eval(node.value) for node in tree.body
-                      if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NAVIGATION")
-    assert sorted(navigation) == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
-    assert [label for label, _ in navigation.values()] == [  # the URLs the pages/ folder gave them (deep links)
-        Path(path).stem.split("_", 1)[1] for path in navigation]
+    assert [path for path, _, _ in NAVIGATION] == ["app.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
+    assert [label for _, label, _ in NAVIGATION[1:]] == [  # the names the pages/ folder gives them (and their URLs)
+        Path(path).stem.split("_", 1)[1] for path, _, _ in NAVIGATION[1:]]
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    assert not at.exception and at.title[0].value == "🗜️ Compression Lab"
+    assert not at.exception
+    links = [(link.proto.label, link.proto.page) for link in at.sidebar.get("page_link")]
+    assert links[0][0] == "Overview" and [label for label, _ in links] == [label for _, label, _ in NAVIGATION]
+    at.switch_page("pages/2_Quantization.py").run()
+    assert not at.exception and len(at.sidebar.get("page_link")) == len(NAVIGATION)
+    assert "showSidebarNavigation = false" in (ROOT / ".streamlit" / "config.toml").read_text()

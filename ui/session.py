@@ -175,17 +175,38 @@ def one_of(options) -> Callable[[Any], bool]:
     return lambda v: (all(x in allowed for x in v) if isinstance(v, (list, tuple)) else v in allowed)
 
 
-# ---------------------------------------------------------------- the model picker
+# ---------------------------------------------------------------- navigation and the model picker
+
+NAVIGATION = (  # (file, label, icon): the sidebar's page menu, in the pages/ folder's order
+    ("app.py", "Overview", "🗜️"), ("pages/1_Pruning.py", "Pruning", "✂️"),
+    ("pages/2_Quantization.py", "Quantization", "🔢"), ("pages/3_Low-rank.py", "Low-rank", "🧮"),
+    ("pages/4_Pipeline.py", "Pipeline", "🧪"), ("pages/5_Trade-offs.py", "Trade-offs", "📈"),
+    ("pages/6_Export.py", "Export", "📦"), ("pages/7_Distillation.py", "Distillation", "🎓"),
+)
+
+
+def navigation() -> None:
+    """The page menu at the top of the sidebar (Streamlit's own is off: .streamlit/config.toml
+    client.showSidebarNavigation), which would label the entry page "app" after its file."""
+    try:
+        for path, label, icon in NAVIGATION:
+            st.sidebar.page_link(path, label=label, icon=icon)
+    except st.errors.StreamlitAPIException:  # a page run as its own app (a test): the other files are no pages
+        return
+    st.sidebar.divider()
+
 
 
 def model_picker() -> str:
-    """The model picker in the sidebar of every page; returns the chosen sample name. Starts the session.
+    """The model picker in the sidebar of every page, under the page menu; returns the chosen sample name.
+    Starts the session.
 
     Also sets torch to one intra-op thread for this run: Streamlit runs each rerun in a fresh thread and the
     setting is per thread; the models are tiny and thirty sessions share two cores.
     """
     torch.set_num_threads(1)
     start()
+    navigation()
     samples = list_samples()
     names = list(samples)
     current = st.session_state.get(MODEL, names[0])
