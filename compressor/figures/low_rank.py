@@ -95,7 +95,7 @@ def _spectra_plot(info: Sequence[LayerSpectrum]) -> go.Figure:
     fig = styled(fig, "Singular values per layer, cut at the kept rank", "index i", "σᵢ (log scale)",
                  height=420 + legend_rows)
     fig.update_yaxes(type="log", range=_log_range(info))
-    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -0.12 * 420 / (420 + legend_rows),
+    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -0.2,  # under the x title (plot: 300 px)
                               "xanchor": "left", "x": 0.0},
                       margin={"t": 50, "b": 70 + legend_rows})
     return fig

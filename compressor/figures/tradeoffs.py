@@ -223,7 +223,11 @@ def axis_range(values: Sequence[float], axis: Axis, pad: float = AXIS_PAD) -> li
         return None
     data = np.log10(finite) if axis.log else finite
     low, high = float(data.min()), float(data.max())
-    span = high - low or (0.3 if axis.log else max(abs(high) * 0.1, 0.01))
+    least = 1.0 if axis.log else 0.1 if axis.column == "accuracy" else max(abs(high) * 0.1, 0.01)  # ticks need room
+    if high - low < least:  # one point, or a few close ones: widen about their middle
+        middle = (low + high) / 2
+        low, high = middle - least / 2, middle + least / 2
+    span = high - low
     low, high = low - pad * span, high + pad * span
     if axis.column == "accuracy":
         low, high = max(low, 0.0), min(high, 1.0)
