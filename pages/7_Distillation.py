@@ -102,11 +102,12 @@ cols[3].metric("Teacher file", format_bytes(baseline.compressed_bytes))
 jobs = students.jobs(name, settings)
 with user_errors():
     students.check(name, settings)
+train_slot = st.empty()  # the Train button, while the students are not trained
 if len(training.stored(jobs)) < len(jobs) and not training.has_stopped("distill", name, jobs):
     estimate = students.estimated_seconds(name, settings)
     about = f" (about {estimate:.1f} s on this server)" if estimate is not None else ""
-    clicked = st.button(f"Train students{about}", key="distill_train", type="primary", icon=":material/school:",
-                        help="Distil the student from the teacher, then train the same student on labels alone.")
+    clicked = train_slot.button(f"Train students{about}", key="distill_train", type="primary", icon=":material/school:",
+                                help="Distil the student from the teacher, then train the same student on labels alone.")
     if not clicked and estimate is not None and estimate > AUTO_TRAIN_S:
         st.info("Training takes a moment for these settings: press **Train students**.", icon="🎓")
         st.stop()
@@ -118,6 +119,8 @@ outcomes = training.train_live(
     lambda h: accuracy_curves(h.get(students.KD, []), h.get(students.SCRATCH, []), baseline.accuracy, settings.epochs),
 )
 students.record_speed(name, settings, outcomes)
+if len(outcomes) == len(jobs) and not any(o.stopped for o in outcomes.values()):
+    train_slot.empty()
 histories = {label: outcome.history for label, outcome in outcomes.items()}
 curves[1].plotly_chart(loss_curves(histories.get(students.KD, []), histories.get(students.SCRATCH, []), settings.epochs),
                        width="stretch", key="distill_loss_chart")

@@ -96,7 +96,7 @@ def test_a_larger_file_at_fewer_bits_is_explained_on_the_figure():
     assert info.larger_than_next == (7,)
     fig = bits_sweep(table, 7, 0.95, 38714, baseline_accuracy=0.96, baseline_bytes=202440)
     (note,) = fig.layout.annotations[1:]  # after the fp32 line's label
-    assert note.text.startswith("7-bit > 8-bit file") and "byte" in note.hovertext
+    assert note.text.startswith("7-bit file > 8-bit") and "byte" in note.hovertext
     assert fig.layout.yaxis2.range[0] == 0 and fig.layout.yaxis2.tickmode == "auto"
     assert bits_sweep_info(sweep_table(), 2, 0.5, 2000, 0.95, 40000).larger_than_next == ()
 

@@ -139,7 +139,7 @@ def bits_sweep(
                   annotation_text=f"fp32 {info.baseline[0]:.1%}", annotation_position="bottom left")
     for bits in info.larger_than_next:  # more bits, smaller file: say why where it happens
         i = info.bits.index(bits)
-        fig.add_annotation(x=bits, y=info.size_kb[i], yref="y2", text=f"{bits}-bit > {info.bits[i + 1]}-bit file ⓘ",
+        fig.add_annotation(x=bits, y=info.size_kb[i], yref="y2", text=f"{bits}-bit file > {info.bits[i + 1]}-bit:<br>whole bytes compress better",
                            hovertext=BYTE_ALIGNED_NOTE.format(bits=bits, next=info.bits[i + 1]), showarrow=True,
                            arrowhead=0, ax=-40, ay=-28, font={"size": 11, "color": BASELINE})
     fig.update_xaxes(tickvals=list(range(1, 9)), range=[0.7, 8.3])
