@@ -222,5 +222,5 @@ def model_picker() -> str:
         format_func=lambda name: name, help="The pretrained model every page compresses.",
     )
     st.sidebar.caption(samples[current])
-    save()
+    save()  # once a run, after the page's own changes of the last run (e.g. a pin); unchanged: nothing written
     return st.session_state[MODEL]
