@@ -20,7 +20,7 @@ def sample(name: str) -> cz.Sample:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _stage(name: str, recipe_json: str, _before: nn.Module) -> nn.Module:
+def stage(name: str, recipe_json: str, _before: nn.Module) -> nn.Module:
     """The model of a recipe, made by its last step from `_before`, the model of the steps before it (not part of
     the cache key: the recipe JSON names it)."""
     s = sample(name)
@@ -43,9 +43,9 @@ def compressed(name: str, recipe_json: str) -> nn.Module:
 def stage_models(name: str, recipe_json: str) -> list[nn.Module]:
     """The model after each stage of a recipe: [no step (losslessly packed), after step 1, ..., after step n]."""
     steps = cz.Recipe.from_json(recipe_json).steps
-    models = [_stage(name, recipe_key(cz.Recipe()), None)]
+    models = [stage(name, recipe_key(cz.Recipe()), None)]
     for i in range(1, len(steps) + 1):
-        models.append(_stage(name, recipe_key(steps[:i]), models[-1]))
+        models.append(stage(name, recipe_key(steps[:i]), models[-1]))
     return models
 
 
