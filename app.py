@@ -56,6 +56,10 @@ tour = [
     ("pages/6_Export.py", "📦 Export", "Download the compressed file, its recipe and its report."),
     ("pages/7_Distillation.py", "🎓 Distillation", "Train a small student to imitate the model (knowledge "
      "distillation) and compare it with the same student trained on the labels alone."),
+    ("pages/8_Sensitivity.py", "🩺 Sensitivity", "Compress one layer at a time to see which layers can take it, then let "
+     "a greedy rule give each layer the most its sensitivity allows."),
+    ("pages/9_Search.py", "🧬 Search", "An evolutionary search (NSGA-II) over per-layer policies finds the best "
+     "trade-offs between accuracy, size and computation for you."),
 ]
 cols = st.columns(3)
 for i, (page, label, text) in enumerate(tour):

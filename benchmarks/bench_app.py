@@ -116,7 +116,7 @@ class SweepTimer:
 def clear_data_caches() -> None:
     """What a configuration never seen before costs: reports, sweeps and compressed models are recomputed."""
     st.cache_data.clear()
-    ui.cache.compressed.clear()
+    ui.cache.stage.clear()  # every compressed model is a cached stage
 
 
 def timed_run(at: AppTest) -> float:

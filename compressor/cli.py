@@ -89,9 +89,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {written.size:,} bytes")
 
 
+def _number(value: float) -> str:
+    """Counts (parameters, bytes, MACs) in full with thousands separators, other values to 4 significant digits."""
+    return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:,.4g}"
+
+
 def format_report(report: Report) -> str:
     """The report as text for a terminal."""
-    lines = [report.summary_frame().to_string(float_format=lambda v: f"{v:,.4g}"), ""]
+    lines = [report.summary_frame().to_string(float_format=_number), ""]
     lines.append(f"compression ratio: {report.compression_ratio:.1f}× (fp32 baseline bytes / exported file bytes)")
     if report.latency_ms is not None:
         flushed = "denormals flushed" if report.denormals_flushed else "denormals not flushed"

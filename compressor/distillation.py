@@ -137,6 +137,7 @@ def distill(
     teacher: nn.Module,
     student: nn.Module,
     data: Split,
+    *,
     temperature: float = 4.0,
     alpha: float = 0.9,
     epochs: int = 10,
@@ -167,12 +168,14 @@ def distill(
     def objective(logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         return distillation_loss(logits, targets[batch], labels[batch], temperature, alpha)
 
-    return fit(student, data, objective, epochs, lr, batch_size, seed, test, None, progress, should_stop)
+    return fit(student, data, objective, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, test=test,
+               progress=progress, should_stop=should_stop)
 
 
 def train_scratch(
     student: nn.Module,
     data: Split,
+    *,
     epochs: int = 10,
     lr: float = 1e-3,
     batch_size: int = 64,
@@ -183,4 +186,5 @@ def train_scratch(
 ) -> tuple[nn.Module, History]:
     """The comparison for `distill`: the same student on the hard labels alone (cross-entropy), same loop."""
     objective = cross_entropy(check_labelled(data))
-    return fit(student, data, objective, epochs, lr, batch_size, seed, test, None, progress, should_stop)
+    return fit(student, data, objective, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, test=test,
+               progress=progress, should_stop=should_stop)

@@ -65,6 +65,7 @@ def gradual_prune(
     model: nn.Module,
     amount: float,
     data: Split,
+    *,
     steps: int = 5,
     epochs_per_step: int = 1,
     initial_amount: float = 0.0,
@@ -114,8 +115,8 @@ def gradual_prune(
         def stage_progress(fraction: float, stage: History, i: int = i) -> None:
             progress((i + fraction) / len(targets), history + _numbered(stage, i * epochs_per_step, target))
 
-        current, stage = finetune(current, data, epochs_per_step, lr, batch_size, seed + k, test,
-                                  progress=None if progress is None else stage_progress, should_stop=should_stop)
+        current, stage = finetune(current, data, epochs=epochs_per_step, lr=lr, batch_size=batch_size, seed=seed + k,
+                                  test=test, progress=None if progress is None else stage_progress, should_stop=should_stop)
         history += _numbered(stage, i * epochs_per_step, target)
     result = (copy.deepcopy(model) if current is model else current).eval()
     return tag_recipe(result, recipe), history

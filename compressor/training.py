@@ -217,6 +217,7 @@ def fit(
     model: nn.Module,
     data: Split,
     objective: Objective,
+    *,
     epochs: int,
     lr: float,
     batch_size: int,
@@ -295,6 +296,7 @@ def cross_entropy(data: Split) -> Objective:
 def finetune(
     model: nn.Module,
     data: Split,
+    *,
     epochs: int = 3,
     lr: float = 1e-3,
     batch_size: int = 64,
@@ -316,6 +318,7 @@ def finetune(
     The model's recipe tag (`state.recipe_of`) gains this finetune step, with the settings asked for.
     """
     objective = cross_entropy(check_labelled(data))
-    tuned, history = fit(model, data, objective, epochs, lr, batch_size, seed, test, layers, progress, should_stop)
+    tuned, history = fit(model, data, objective, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, test=test,
+                         layers=layers, progress=progress, should_stop=should_stop)
     step = Finetune(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, layers=layers).to_dict()
     return tag_recipe(tuned, {"steps": [*(recipe_of(model) or {"steps": []})["steps"], step]}), history

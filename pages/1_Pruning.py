@@ -9,7 +9,7 @@ from compressor.figures.training import add_recovered, run_colour
 from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
-from ui.session import model_picker
+from ui.session import model_picker, one_of, persistent
 from ui.sweeps import run_sweep
 
 AMOUNT = cz.Prune.spec("amount")
@@ -25,19 +25,19 @@ def controls() -> cz.Prune:
     """The sidebar controls, read into one pruning step."""
     with st.sidebar:
         st.subheader("✂️ Pruning")
-        amount = st.select_slider("Amount pruned", AMOUNTS, value=AMOUNT.default, key="prune_amount",
+        amount = st.select_slider("Amount pruned", AMOUNTS, key=persistent("prune_amount", AMOUNT.default, one_of(AMOUNTS)),
                                   format_func=lambda a: f"{a:.0%}", help=AMOUNT.help)
         settings = {"amount": amount}
         for name, label in (("criterion", "Criterion"), ("scope", "Scope")):
             spec = cz.Prune.spec(name)
-            settings[name] = st.radio(label, spec.choices, spec.choices.index(spec.default), format_func=spec.label,
-                                      key=f"prune_{name}", horizontal=True, help=spec.help)
-        settings["structured"] = st.toggle("Structured (remove whole channels)", key="prune_structured",
+            settings[name] = st.radio(label, spec.choices, format_func=spec.label, horizontal=True, help=spec.help,
+                                      key=persistent(f"prune_{name}", spec.default, one_of(spec.choices)))
+        settings["structured"] = st.toggle("Structured (remove whole channels)", key=persistent("prune_structured", False),
                                            help=cz.Prune.spec("structured").help)
         if settings["structured"]:
             spec = cz.Prune.spec("norm")
-            settings["norm"] = st.radio("Channel norm", spec.choices, spec.choices.index(spec.default),
-                                        format_func=spec.label, key="prune_norm", horizontal=True, help=spec.help)
+            settings["norm"] = st.radio("Channel norm", spec.choices, format_func=spec.label, horizontal=True,
+                                        help=spec.help, key=persistent("prune_norm", spec.default, one_of(spec.choices)))
     return cz.Prune(**settings)
 
 
@@ -106,7 +106,7 @@ with left:
     if recovery is not None:
         figure = figure_cache.private_copy(figure)
         if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
-                     key="prune_ft_sweep",
+                     key=persistent("prune_ft_sweep", False),
                      help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
             ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
             with user_errors():
@@ -133,8 +133,9 @@ with right:
 @st.fragment
 def inspect_layer(name: str, recipe_json: str, pruned) -> None:
     """One layer's weights before and after: picking another layer reruns only this part of the page."""
+    layers = weighted_layers(name)
     pick, _ = st.columns([1, 3])
-    layer = pick.selectbox("Layer to inspect", weighted_layers(name), key="prune_layer")
+    layer = pick.selectbox("Layer to inspect", layers, key=persistent("prune_layer", layers[0], one_of(layers)))
 
     def weights(figure):
         """`figure(before, after, layer)` for this layer: the weights are read only when it is first built."""

@@ -4,13 +4,15 @@ import dataclasses
 import streamlit as st
 
 import compressor as cz
-from compressor.figures.quantization import bits_sweep, layer_error, levels_histogram
+from compressor.figures.quantization import (
+    BYTE_ALIGNED_NOTE, bits_sweep, bits_sweep_info, layer_error, levels_histogram,
+)
 from compressor.figures.training import add_recovered, run_colour
 from compressor.quantization import quantization_error, quantization_levels
 from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
-from ui.session import model_picker
+from ui.session import in_range, model_picker, one_of, persistent
 from ui.sweeps import run_sweep
 
 BITS = cz.Quantize.spec("bits")
@@ -24,20 +26,21 @@ name = model_picker()
 def choice(name: str, label: str, disabled: bool = False) -> str:
     """A sidebar radio over one of the step's choices, labelled and explained as the step class does."""
     spec = cz.Quantize.spec(name)
-    return st.radio(label, spec.choices, spec.choices.index(spec.default), format_func=spec.label, key=f"quant_{name}",
-                    horizontal=True, disabled=disabled, help=spec.help)
+    return st.radio(label, spec.choices, format_func=spec.label, horizontal=True, disabled=disabled, help=spec.help,
+                    key=persistent(f"quant_{name}", spec.default, one_of(spec.choices)))
 
 
 def controls() -> cz.Quantize:
     """The sidebar controls, read into one quantization step (k-means ignores scheme and granularity)."""
     with st.sidebar:
         st.subheader("🔢 Quantization")
-        bits = st.slider("Bits per weight", int(BITS.low), int(BITS.high), START_BITS, key="quant_bits", help=BITS.help)
+        bits = st.slider("Bits per weight", int(BITS.low), int(BITS.high), help=BITS.help,
+                         key=persistent("quant_bits", START_BITS, in_range(BITS.low, BITS.high)))
         method = choice("method", "Method")
         kmeans = method == "kmeans"
         scheme = choice("scheme", "Scheme", disabled=kmeans)
         granularity = choice("granularity", "Granularity", disabled=kmeans)
-        activations = st.toggle("Also quantize activations (8 bits)", key="quant_activations",
+        activations = st.toggle("Also quantize activations (8 bits)", key=persistent("quant_activations", False),
                                 help=cz.Quantize.spec("activations").help)
     if kmeans:  # one codebook per layer: scheme and granularity do not apply, so they stay at their defaults
         return cz.Quantize(bits=bits, method="kmeans", activations=activations)
@@ -85,17 +88,18 @@ left, right = st.columns([3, 2])
 with left:
 
     def sweep_figure():
+        """The bits sweep, and which widths make a larger file than the next (both cached with the figure)."""
         grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
         with user_errors():
             table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
         table = table.assign(bits=list(grid))
-        return bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
-                          baseline.compressed_bytes)
+        args = (table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy, baseline.compressed_bytes)
+        return bits_sweep(*args), bits_sweep_info(*args).larger_than_next
 
-    figure = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
+    figure, larger_than_next = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # step decides the grid
     if recovery is not None:
         figure = figure_cache.private_copy(figure)
-        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
+        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),
                      help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
             qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
             with user_errors():
@@ -104,6 +108,8 @@ with left:
         for i, (label, result) in enumerate(recovered.items()):
             add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
     st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
+    for bits in larger_than_next:
+        st.caption(f"Why is the {BYTE_ALIGNED_NOTE.format(bits=bits, next=bits + 1)}.")
     notes(report)
 with right:
     st.markdown(
@@ -125,11 +131,13 @@ def inspect_layer(name: str, recipe_json: str, step: cz.Quantize, quantized) -> 
     """One layer's weights and the values they snap to: picking another layer (or channel) reruns only this part."""
     original = cache.sample(name).model
     pick, channel_pick, _ = st.columns([1, 1, 2])
-    layer = pick.selectbox("Layer to inspect", weighted_layers(name), key="quant_layer")
+    layers = weighted_layers(name)
+    layer = pick.selectbox("Layer to inspect", layers, key=persistent("quant_layer", layers[0], one_of(layers)))
     weights = weight_of(original, layer)
     channel = 0
     if step.method == "uniform" and step.granularity == "channel":
-        channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1, 0, key="quant_channel",
+        channel = channel_pick.number_input("Output channel", 0, weights.shape[0] - 1,
+                                            key=persistent("quant_channel", 0, in_range(0, weights.shape[0] - 1)),
                                             help="Per-channel grids differ: pick which channel's grid to draw.")
         weights, where = weights[channel], f"{layer}, output channel {channel}"
     else:

@@ -7,7 +7,7 @@ from compressor.figures.low_rank import SweepPoint, accuracy_vs_params, singular
 from compressor.low_rank import factorizable_layers, rank_plan, singular_values
 from ui import cache, points
 from ui.display import latency_caption, metric_row, notes, user_errors
-from ui.session import model_picker
+from ui.session import in_range, model_picker, one_of, persistent
 from ui.sweeps import run_sweep
 
 RULES = {"rank ratio": "rank_ratio", "energy": "energy"}  # radio label -> LowRank field
@@ -35,16 +35,17 @@ st.latex(
 layers = factorizable_layers(sample.model)
 shapes = {layer: f"{module.weight.shape[0]}×{module.weight[0].numel()}" for layer, module in layers.items()}  # m×n
 c1, c2, c3 = st.columns([2, 3, 4])
-rule = c1.radio("Choose the rank by", list(RULES), key="lowrank_rule", horizontal=True,
+rule = c1.radio("Choose the rank by", list(RULES), key=persistent("lowrank_rule", "rank ratio", one_of(RULES)), horizontal=True,
                 help="rank ratio: r = round(ratio · min(m, n)) in every layer; "
                      "energy: the smallest r keeping that share of Σσ² in each layer.")
 if rule == "rank ratio":
-    value = c2.slider("Rank ratio r / min(m, n)", 0.05, RATIO.high, RATIO.default, 0.05, key="lowrank_ratio",
-                      help=RATIO.help)
+    value = c2.slider("Rank ratio r / min(m, n)", 0.05, RATIO.high, step=0.05, help=RATIO.help,
+                      key=persistent("lowrank_ratio", RATIO.default, in_range(0.05, RATIO.high)))
 else:
-    value = c2.slider("Energy kept Σᵢ≤ᵣ σᵢ² / Σ σᵢ²", 0.5, ENERGY.high, ENERGY.default, 0.01, key="lowrank_energy",
-                      help=ENERGY.help)
-chosen = c3.multiselect("Layers to factorize", list(layers), default=list(layers), key=f"lowrank_layers_{name}",
+    value = c2.slider("Energy kept Σᵢ≤ᵣ σᵢ² / Σ σᵢ²", 0.5, ENERGY.high, step=0.01, help=ENERGY.help,
+                      key=persistent("lowrank_energy", ENERGY.default, in_range(0.5, ENERGY.high)))
+chosen = c3.multiselect("Layers to factorize", list(layers),
+                        key=persistent(f"lowrank_layers_{name}", list(layers), one_of(layers)),
                         format_func=lambda layer: f"{layer} ({shapes[layer]})",
                         help="Linear layers and convolutions with groups = 1.")
 if not chosen:

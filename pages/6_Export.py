@@ -8,7 +8,7 @@ from compressor.figures.tradeoffs import describe_recipe
 from ui import cache, points
 from ui.display import format_bytes, latency_caption, metric_row, user_errors
 from ui.export_files import contents_table, file_stem, report_csv, report_json
-from ui.session import model_picker
+from ui.session import model_picker, one_of, persistent
 
 EXAMPLE = cz.Recipe((  # Deep Compression's order: prune, then quantize what is left
     cz.Prune(amount=0.8, scope="global"), cz.Quantize(bits=4, scheme="symmetric", granularity="channel"),
@@ -28,7 +28,8 @@ st.markdown(
 recorded = points.table(name)
 if not recorded.empty:  # students of the Distillation page come from training, not from a recipe of this model
     recorded = recorded[recorded["recipe"].map(lambda text: training_of(text) is None)]
-source = st.radio("What to export", [RECORDED, PASTED], index=0 if len(recorded) else 1, key="export_source",
+source = st.radio("What to export", [RECORDED, PASTED],
+                  key=persistent("export_source", RECORDED if len(recorded) else PASTED, one_of([RECORDED, PASTED])),
                   horizontal=True)
 if source == RECORDED and recorded.empty:
     st.info(f"No configuration of {name} evaluated yet in this session: paste a recipe instead, or move a "
@@ -40,10 +41,10 @@ if source == RECORDED:
     labels = {row.recipe: f"{row.label} · {row.page} · {row.accuracy:.1%} · {format_bytes(row.compressed_bytes)}"
               for row in newest_first.itertuples()}
     recipe_text = st.selectbox("Configuration (most recent first)", list(labels), format_func=labels.get,
-                               key="export_point")
+                               key=persistent("export_point", next(iter(labels)), one_of(labels)))
 else:
     left, right = st.columns([3, 2])
-    recipe_text = left.text_area("Recipe JSON", EXAMPLE, height=230, key="export_recipe_text",
+    recipe_text = left.text_area("Recipe JSON", height=230, key=persistent("export_recipe_text", EXAMPLE),
                                  help='An object with one key, "steps": the format the Pipeline page saves.')
     upload = right.file_uploader("…or upload a recipe file", type=["json"], key="export_recipe_upload")
     if upload is not None:

@@ -1,6 +1,4 @@
 """Distillation: train a small student to imitate the model, and compare it with the same student trained alone."""
-import time
-
 import streamlit as st
 
 import compressor as cz
@@ -8,10 +6,10 @@ from compressor.distillation import parameter_count
 from compressor.figures.distillation import (
     accuracy_curves, loss_curves, soft_targets, soft_targets_info, telling_example,
 )
-from ui import cache, points
+from ui import cache, points, training
 from ui import distillation_cache as students
 from ui.display import format_bytes, latency_caption, metric_row, user_errors
-from ui.session import model_picker
+from ui.session import in_range, model_picker, one_of, persistent
 
 WIDTHS = [round(0.05 * i, 2) for i in range(1, 21)]  # width multiplier stops: 5%, 10%, ..., 100%
 DEFAULT_WIDTH = {"digits-mlp": 0.4, "digits-cnn": 0.5}  # about a quarter of the teacher's parameters each
@@ -19,7 +17,6 @@ TEMPERATURES = [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0]
 ALPHAS = [round(0.05 * i, 2) for i in range(21)]
 BATCH_SIZES = [16, 32, 64, 128, 256]
 AUTO_TRAIN_S = 2.0  # train without a click when earlier runs on this server say it takes at most this long
-LIVE_REFRESH_S = 0.5  # redraw the live curves at most this often (the bar moves every epoch; a redraw costs ~50 ms)
 
 st.set_page_config(page_title="Distillation · Compression Lab", page_icon="🎓", layout="wide")
 name = model_picker()
@@ -31,28 +28,32 @@ def controls() -> students.Settings:
     with st.sidebar:
         st.subheader("🎓 Distillation")
         width = st.select_slider(
-            "Student width", WIDTHS, value=DEFAULT_WIDTH.get(name, 0.5), key=f"distill_width_{name}",
+            "Student width", WIDTHS, key=persistent(f"distill_width_{name}", DEFAULT_WIDTH.get(name, 0.5), one_of(WIDTHS)),
             format_func=lambda w: f"{w:.0%}",
             help="Every hidden size (neurons, channels) of the teacher's architecture times this; parameters "
                  "shrink roughly as width².",
         )
-        temperature = st.select_slider("Temperature T", TEMPERATURES, value=defaults.temperature, key="distill_T",
+        temperature = st.select_slider("Temperature T", TEMPERATURES,
+                                       key=persistent("distill_T", defaults.temperature, one_of(TEMPERATURES)),
                                        format_func=lambda t: f"{t:g}",
                                        help="Softens the teacher's probabilities: softmax(z / T).")
-        alpha = st.select_slider("α (weight of the teacher's soft targets)", ALPHAS, value=defaults.alpha,
-                                 key="distill_alpha", help="1 − α goes to the hard labels. α = 0 is scratch training.")
-        epochs = st.slider("Epochs (both students)", 1, 100, defaults.epochs, key="distill_epochs")
+        alpha = st.select_slider("α (weight of the teacher's soft targets)", ALPHAS,
+                                 key=persistent("distill_alpha", defaults.alpha, one_of(ALPHAS)),
+                                 help="1 − α goes to the hard labels. α = 0 is scratch training.")
+        epochs = st.slider("Epochs (both students)", 1, 100, key=persistent("distill_epochs", defaults.epochs,
+                                                                            in_range(1, 100)))
         with st.expander("Optimizer"):
-            lr = st.number_input("Learning rate", 0.0, 1.0, defaults.lr, 1e-3, format="%.4f", key="distill_lr",
+            lr = st.number_input("Learning rate", 0.0, 1.0, step=1e-3, format="%.4f",
+                                 key=persistent("distill_lr", defaults.lr, in_range(0.0, 1.0)),
                                  help="Adam step size, the same for both students.")
-            batch_size = st.select_slider("Batch size", BATCH_SIZES, defaults.batch_size, key="distill_batch")
-            seed = st.number_input("Seed", 0, 10_000, defaults.seed, key="distill_seed",
+            batch_size = st.select_slider("Batch size", BATCH_SIZES,
+                                          key=persistent("distill_batch", defaults.batch_size, one_of(BATCH_SIZES)))
+            seed = st.number_input("Seed", 0, 10_000, key=persistent("distill_seed", defaults.seed, in_range(0, 10_000)),
                                    help="Initialises the student (the same one for KD and scratch) and orders batches.")
     return students.Settings(width, temperature, alpha, epochs, lr, batch_size, int(seed))
 
 
 settings = controls()
-key = settings.key(name)
 teacher = cache.sample(name)
 baseline = cache.report(name, cache.recipe_key(cz.Recipe()))
 
@@ -98,88 +99,64 @@ cols[1].metric("Teacher parameters", f"{teacher_params:,}")
 cols[2].metric("Teacher accuracy", f"{baseline.accuracy:.1%}")
 cols[3].metric("Teacher file", format_bytes(baseline.compressed_bytes))
 
-result = students.trained(name, settings)
-if result is None:
+jobs = students.jobs(name, settings)
+with user_errors():
+    students.check(name, settings)
+train_slot = st.empty()  # the Train button, while the students are not trained
+if len(training.stored(jobs)) < len(jobs) and not training.has_stopped("distill", name, jobs):
     estimate = students.estimated_seconds(name, settings)
-    stopped = st.session_state.get(students.STOPPED) == key
     about = f" (about {estimate:.1f} s on this server)" if estimate is not None else ""
-    clicked = st.button(f"Train students{about}", key="distill_train", type="primary", icon=":material/school:",
-                        help="Distil the student from the teacher, then train the same student on labels alone.")
-    if clicked or (not stopped and (estimate is None or estimate <= AUTO_TRAIN_S)):
-        panel = st.empty()  # the live view, cleared if the core refuses the settings
-        with panel.container():
-            st.button("Stop", key="distill_stop", on_click=students.stop, args=(key,), icon=":material/stop:",
-                      help="Stop training; the curves so far stay.")
-            bar = st.progress(0.0, text="Training the KD student")
-            live = st.columns(2)
-            slots = [live[0].empty(), live[1].empty()]
-        drawn = {"at": 0.0, "count": 0}
-
-        def show(kd, scratch, fraction) -> None:
-            """After every epoch: move the bar; redraw the curves now and then (the finished run is drawn after)."""
-            bar.progress(min(fraction, 1.0), text="Training the KD student" if fraction < 0.5 else
-                         "Training the scratch student (the same student, labels only)")
-            if time.perf_counter() - drawn["at"] >= LIVE_REFRESH_S and fraction < 1.0:
-                drawn["at"], drawn["count"] = time.perf_counter(), drawn["count"] + 1
-                slots[0].plotly_chart(accuracy_curves(kd, scratch, baseline.accuracy, settings.epochs), width="stretch",
-                                      key=f"distill_live_acc_{drawn['count']}")
-                slots[1].plotly_chart(loss_curves(kd, scratch, settings.epochs), width="stretch",
-                                      key=f"distill_live_loss_{drawn['count']}")
-
-        with user_errors():
-            try:
-                students.train(name, settings, show)
-            except ValueError:
-                panel.empty()
-                raise
-        st.rerun()  # draw the finished students from the cache
-    run = students.partial(key)
-    if stopped and run:
-        kd_done, scratch_done = (f"{round(h[-1]['epoch'], 1):g}" if h else "0" for h in (run["kd"], run["scratch"]))
-        st.warning(f"Stopped: the KD student trained {kd_done} of {settings.epochs} epochs, the scratch student "
-                   f"{scratch_done}. The curves so far are below; **Train students** starts again.", icon="⏹️")
-        curves = st.columns(2)
-        curves[0].plotly_chart(accuracy_curves(run["kd"], run["scratch"], baseline.accuracy, settings.epochs),
-                               width="stretch", key="distill_acc_chart")
-        curves[1].plotly_chart(loss_curves(run["kd"], run["scratch"], settings.epochs), width="stretch",
-                               key="distill_loss_chart")
-    else:
+    clicked = train_slot.button(f"Train students{about}", key="distill_train", type="primary", icon=":material/school:",
+                                help="Distil the student from the teacher, then train the same student on labels alone.")
+    if not clicked and estimate is not None and estimate > AUTO_TRAIN_S:
         st.info("Training takes a moment for these settings: press **Train students**.", icon="🎓")
-    st.stop()
+        st.stop()
 
-kd_label = f"KD student w={settings.width:g} (T={settings.temperature:g}, α={settings.alpha:g}, {settings.epochs} epochs)"
-scratch_label = f"scratch student w={settings.width:g} ({settings.epochs} epochs)"
-points.record(name, students.point_json(name, settings, "distill"), result.kd_report, page="Distillation", label=kd_label)
-points.record(name, students.point_json(name, settings, "scratch"), result.scratch_report, page="Distillation",
-              label=scratch_label)
-
-gain = (result.kd_report.accuracy - result.scratch_report.accuracy) * 100
-if abs(gain) < 0.05:
-    verdict = "KD and scratch training end level"
-else:
-    verdict = f"KD {'beats' if gain > 0 else 'trails'} scratch training by {abs(gain):.1f} points"
-st.markdown(
-    f"**{verdict}** after {settings.epochs} epochs, with a student of {student_params / teacher_params:.0%} of the "
-    f"teacher's parameters "
-    f"(both trained in {result.seconds:.1f} s on this server, cached for everyone)."
-)
+status = st.empty()  # the progress bar and the Stop button, while a student trains
 curves = st.columns(2)
-curves[0].plotly_chart(accuracy_curves(result.kd_history, result.scratch_history, baseline.accuracy, settings.epochs),
-                       width="stretch", key="distill_acc_chart")
-curves[1].plotly_chart(loss_curves(result.kd_history, result.scratch_history, settings.epochs), width="stretch",
-                       key="distill_loss_chart")
-
-st.subheader("KD student vs the teacher")
-metric_row(result.kd_report)
-st.subheader("Scratch student vs the teacher")
-metric_row(result.scratch_report)
-latency_caption(result.kd_report)
-report = result.kd_report
-st.info(
-    f"The student is a smaller dense network, so unlike zeroed or quantized weights it really computes less: "
-    f"{report.baseline_macs:,} → {report.macs:,} MACs per example"
-    + (f", measured {report.speedup:.2f}× faster than the teacher here." if report.speedup else "."),
-    icon="💡",
+outcomes = training.train_live(
+    name, jobs, "distill", status, curves[0].empty(),
+    lambda h: accuracy_curves(h.get(students.KD, []), h.get(students.SCRATCH, []), baseline.accuracy, settings.epochs),
 )
-st.caption("Both students are points on the **Trade-offs** page. Training is seeded: the same settings always give "
+students.record_speed(name, settings, outcomes)
+if len(outcomes) == len(jobs) and not any(o.stopped for o in outcomes.values()):
+    train_slot.empty()
+histories = {label: outcome.history for label, outcome in outcomes.items()}
+curves[1].plotly_chart(loss_curves(histories.get(students.KD, []), histories.get(students.SCRATCH, []), settings.epochs),
+                       width="stretch", key="distill_loss_chart")
+training.stopped_notice("distill", outcomes, jobs)
+reports = {label: training.outcome_report(outcome) for label, outcome in outcomes.items()}
+labels = {students.KD: f"KD student w={settings.width:g} (T={settings.temperature:g}, α={settings.alpha:g}, "
+                       f"{settings.epochs} epochs)",
+          students.SCRATCH: f"scratch student w={settings.width:g} ({settings.epochs} epochs)"}
+for label, outcome in outcomes.items():
+    if not outcome.stopped:
+        points.record(name, outcome.key, reports[label], page="Distillation", label=labels[label])
+
+if len(reports) == 2:
+    gain = (reports[students.KD].accuracy - reports[students.SCRATCH].accuracy) * 100
+    verdict = ("KD and scratch training end level" if abs(gain) < 0.05 else
+               f"KD {'beats' if gain > 0 else 'trails'} scratch training by {abs(gain):.1f} points")
+    stopped = any(o.stopped for o in outcomes.values())
+    seconds = sum(o.seconds for o in outcomes.values())
+    st.markdown(
+        f"**{verdict}** after {'the epochs trained' if stopped else f'{settings.epochs} epochs'}, with a student of "
+        f"{student_params / teacher_params:.0%} of the teacher's parameters (both trained in {seconds:.1f} s on this "
+        f"server{'' if stopped else ', cached for everyone'})."
+    )
+for label, heading in ((students.KD, "KD student vs the teacher"), (students.SCRATCH, "Scratch student vs the teacher")):
+    if label in reports:
+        stopped = outcomes[label].stopped
+        st.subheader(heading + (" (stopped early)" if stopped else ""))
+        metric_row(reports[label])
+if students.KD in reports and not outcomes[students.KD].stopped:
+    report = reports[students.KD]
+    latency_caption(report)
+    st.info(
+        f"The student is a smaller dense network, so unlike zeroed or quantized weights it really computes less: "
+        f"{report.baseline_macs:,} → {report.macs:,} MACs per example"
+        + (f", measured {report.speedup:.2f}× faster than the teacher here." if report.speedup else "."),
+        icon="💡",
+    )
+st.caption("Finished students are points on the **Trade-offs** page. Training is seeded: the same settings always give "
            "the same students.")

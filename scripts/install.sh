@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what Compression Lab needs; --serve adds nginx (scripts/serve.sh: several processes for a big room);
-# --test adds what the test suite needs (notebook runner, Playwright, Debian's Chromium for the browser test, and
-# nginx for the serve.sh test). Safe to run again: installed pieces are skipped.
+# --test adds what the test suite needs (notebook runner, Playwright, Debian's Chromium for the browser test and
+# screenshots, Debian's colour emoji font so page titles render in headless screenshots instead of empty boxes,
+# and nginx for the serve.sh test). Safe to run again: installed pieces are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet -r requirements.txt
@@ -10,6 +11,7 @@ debian_packages=()
 if [[ "${1:-}" == "--test" ]]; then
   python -m pip install --quiet -r requirements-test.txt
   command -v chromium >/dev/null 2>&1 || debian_packages+=(chromium)
+  fc-list 2>/dev/null | grep -qi "color emoji" || debian_packages+=(fonts-noto-color-emoji)
 fi
 if [[ "${1:-}" == "--test" || "${1:-}" == "--serve" ]]; then
   command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || debian_packages+=(nginx)

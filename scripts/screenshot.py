@@ -1,10 +1,13 @@
 """Screenshot dashboard pages as a user sees them: `python scripts/screenshot.py URL OUT.png [--height 1000]`.
 
-Drives Debian's Chromium with Playwright and waits until Streamlit has finished running the page.
+Drives Debian's Chromium with Playwright and waits until Streamlit has finished running the page. Emoji in titles
+need a colour emoji font on the machine (Debian's fonts-noto-color-emoji, installed by `scripts/install.sh --test`);
+without one they render as empty boxes, so the script refuses to run until it is there.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +15,15 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts.local_server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+
+def has_emoji_font() -> bool:
+    """Whether fontconfig knows a colour emoji font (what Chromium falls back to for emoji)."""
+    try:
+        fonts = subprocess.run(["fc-list"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return False
+    return "color emoji" in fonts.lower()
 
 
 def wait_until_idle(page, quiet_ms: int = 2500, timeout_ms: int = 90000) -> None:
@@ -46,4 +58,6 @@ if __name__ == "__main__":
     parser.add_argument("--height", type=int, default=1000)
     parser.add_argument("--full-page", action="store_true")
     args = parser.parse_args()
+    if not has_emoji_font():
+        sys.exit("no colour emoji font: run `bash scripts/install.sh --test` (installs Debian's fonts-noto-color-emoji)")
     screenshot(args.url, args.out, args.width, args.height, args.full_page)

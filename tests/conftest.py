@@ -29,3 +29,11 @@ def seq_input() -> torch.Tensor:
 
 # The models under test are tiny: one intra-op thread is fastest and keeps timings steady on a 2-core machine.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_files(tmp_path_factory) -> None:
+    """Pages write each session's file (ui/session.py) to a directory of this test run, not the system temp dir."""
+    import os
+
+    os.environ["CLAB_SESSION_DIR"] = str(tmp_path_factory.mktemp("sessions"))

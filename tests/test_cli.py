@@ -137,3 +137,14 @@ def test_a_distilled_student_artifact_is_evaluated_on_its_samples_data_against_t
     assert report["baseline_params"] == sum(p.numel() for p in teacher.model.parameters())
     assert report["params"] < report["baseline_params"] / 4
     assert report["test_examples"] == len(teacher.data.test)
+
+
+def test_the_report_table_prints_counts_in_full_with_thousands_separators():
+    import compressor as cz
+    from compressor.cli import format_report
+
+    sample = cz.load_sample("digits-mlp")
+    text = format_report(cz.evaluate(sample.model, sample.data, baseline=sample.model, latency=None))
+    parameters = next(line for line in text.splitlines() if line.startswith("parameters"))
+    assert parameters.split()[1:] == ["50,610", "50,610"] and "e+" not in text.split("\n\n")[0]
+    assert "0.9889" in text  # fractions keep 4 significant digits

@@ -90,6 +90,17 @@ def test_bits_sweep_marks_the_current_point_and_puts_size_on_a_second_axis():
     assert fig.to_json()
 
 
+def test_a_larger_file_at_fewer_bits_is_explained_on_the_figure():
+    table = pd.DataFrame({"bits": [6, 7, 8], "accuracy": [0.9, 0.95, 0.96], "compressed_bytes": [30333, 38714, 38228]})
+    info = bits_sweep_info(table, 7, 0.95, 38714, baseline_accuracy=0.96, baseline_bytes=202440)
+    assert info.larger_than_next == (7,)
+    fig = bits_sweep(table, 7, 0.95, 38714, baseline_accuracy=0.96, baseline_bytes=202440)
+    (note,) = fig.layout.annotations[1:]  # after the fp32 line's label
+    assert note.text.startswith("7-bit file > 8-bit") and "byte" in note.hovertext
+    assert fig.layout.yaxis2.range[0] == 0 and fig.layout.yaxis2.tickmode == "auto"
+    assert bits_sweep_info(sweep_table(), 2, 0.5, 2000, 0.95, 40000).larger_than_next == ()
+
+
 def test_levels_histogram_of_one_channel_uses_that_channels_grid():
     torch.manual_seed(0)
     layer = torch.nn.Linear(6, 3)

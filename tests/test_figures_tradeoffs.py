@@ -171,3 +171,19 @@ def test_hover_shows_the_recipe_in_words_and_as_json():
 ])
 def test_describe_recipe(recipe, words):
     assert describe_recipe(recipe.to_json()) == words
+
+
+def test_axes_pad_every_point_off_the_edge_and_keep_accuracy_within_0_and_100_percent():
+    from compressor.figures.tradeoffs import AXES, axis_range
+
+    accuracy = axis_range([0.5, 0.9, 1.0], AXES["accuracy"])
+    assert accuracy[0] == pytest.approx(0.5 - 0.06 * 0.5) and accuracy[1] == 1.0  # clamped, not 150%
+    assert axis_range([0.0, 0.02], AXES["accuracy"])[0] == 0.0
+    one = axis_range([0.989], AXES["accuracy"])  # one point: ten points of accuracy around it, whole-% ticks apart
+    assert one[0] < 0.94 and one[1] == 1.0
+    size = axis_range([1_000, 100_000], AXES["size"])  # log10 units: 3..5, padded
+    assert size == pytest.approx([3 - 0.12, 5 + 0.12])
+    assert axis_range([183_053], AXES["size"]) == pytest.approx([np.log10(183_053) - 0.56, np.log10(183_053) + 0.56])
+    latency = axis_range([1.0, 1.0], AXES["latency"])
+    assert latency[0] < 1.0 < latency[1]  # one value: still not on the edge
+    assert axis_range([float("nan")], AXES["latency"]) is None

@@ -74,7 +74,7 @@ def test_recovery_comparison_bars_are_labelled_with_their_change():
     assert list(bars.y) == ["uncompressed", "one-shot", "fine-tuned"] and list(bars.x) == [0.99, 0.5, 0.9]
     assert list(bars.text) == ["99.0%", "50.0%", "90.0%  (+40.0 pts)"]
     assert list(bars.marker.color) == [BASELINE, COMPRESSED, run_colour(0)]
-    assert fig.layout.xaxis.range[0] < 0.5 < 1.0 == fig.layout.xaxis.range[1]
+    assert list(fig.layout.xaxis.range) == [0, 1]  # bar lengths proportional to accuracy
 
 
 def test_add_recovered_overlays_a_curve_or_marks_the_current_point():

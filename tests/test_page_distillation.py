@@ -1,5 +1,6 @@
 """The Distillation page: opens from the app and as a deep link; the students it shows are the core's, for the
-same settings; they join the Trade-offs points; a stopped run shows its partial curves; bad settings show an error."""
+same settings; they join the Trade-offs points; Stop keeps the partial students (the app's one live-training path,
+ui/training.py); bad settings show an error."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 import compressor as cz
 from compressor.distillation import parameter_count
+import ui.training
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from ui import distillation_cache as students
 from ui.display import format_bytes
 from ui.session import POINTS
@@ -30,8 +33,8 @@ def core_students(model: str, settings: students.Settings) -> tuple[cz.Report, l
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the page trains (ui.session.model_picker): sums are then reduced in the same order
     try:
-        kd, kd_history = cz.distill(sample.model, student, sample.data.train, settings.temperature, settings.alpha,
-                                    **common)
+        kd, kd_history = cz.distill(sample.model, student, sample.data.train, temperature=settings.temperature,
+                                    alpha=settings.alpha, **common)
         scratch, scratch_history = cz.train_scratch(student, sample.data.train, **common)
     finally:
         torch.set_num_threads(threads)
@@ -55,11 +58,13 @@ def chart(at: AppTest, key: str) -> dict:
 
 def assert_shows_core_students(at: AppTest, model: str, settings: students.Settings) -> None:
     assert not at.exception
+    if not metrics(at, "Accuracy") and "distill_train" in [b.key for b in at.button]:
+        at.button(key="distill_train").click().run()  # earlier runs on this (loaded) machine took > AUTO_TRAIN_S
     kd, kd_history, scratch, scratch_history = core_students(model, settings)
     assert metrics(at, "Accuracy") == [f"{kd.accuracy:.1%}", f"{scratch.accuracy:.1%}"]
     assert metrics(at, "Size (exported file)") == [format_bytes(kd.compressed_bytes), format_bytes(scratch.compressed_bytes)]
     assert metrics(at, "Non-zero params") == [f"{kd.nonzero_params:,}"] * 2
-    curves = {t["name"]: t["y"] for t in chart(at, "distill_acc_chart")["data"]}
+    curves = {t["name"]: t["y"] for t in chart(at, "distill_ft_curves")["data"]}
     assert curves["KD student"] == [r["test_accuracy"] for r in kd_history]
     assert curves["scratch student"] == [r["test_accuracy"] for r in scratch_history]
 
@@ -125,28 +130,54 @@ def test_a_zero_learning_rate_shows_the_cores_error():
     assert len(at.session_state[POINTS]) == points_before
 
 
-def test_a_stopped_run_shows_its_partial_curves_and_waits_for_the_button():
+class Interrupt:
+    """Stands in for the progress bar once: its next update raises Streamlit's interrupt (as in test_page_pruning)."""
+
+    def progress(self, *args, **kwargs):
+        raise StopException()
+
+
+@pytest.fixture
+def interrupted_after_two_epochs(monkeypatch):
+    """The live path's progress callback meets Streamlit's interrupt once two KD epochs have trained."""
+    original, fired = ui.training._Live.__call__, []
+
+    def call(self, fraction, history):
+        if len(history) == 2 and not fired:
+            fired.append(True)
+            self.bar = Interrupt()
+        original(self, fraction, history)
+
+    monkeypatch.setattr(ui.training._Live, "__call__", call)
+    return fired
+
+
+def test_stop_keeps_the_partial_kd_student_and_waits_for_train_again(interrupted_after_two_epochs):
+    settings = students.Settings(epochs=6, seed=11)
     at = open_page()
-    settings = students.Settings(epochs=7)
-    partial = [{"epoch": 1.0, "loss": 2.0, "train_accuracy": 0.5, "test_accuracy": 0.6},
-               {"epoch": 1.5, "loss": 1.0, "train_accuracy": 0.7, "test_accuracy": 0.8}]
-    at.session_state[students.PARTIAL] = {"key": settings.key("digits-mlp"), "kd": partial, "scratch": []}
-    at.session_state[students.STOPPED] = settings.key("digits-mlp")
-    at.slider(key="distill_epochs").set_value(7).run()
+    at.number_input(key="distill_seed").set_value(11)
+    at.slider(key="distill_epochs").set_value(6).run()  # this run is cut short after epoch 2 of the KD student
+    assert interrupted_after_two_epochs and not at.exception
+    at.session_state["distill_ft_stop_clicked"] = True  # what the Stop button's on_click does
+    at.run()  # the next run finds the interrupted run's handover: the KD student trained for two epochs
     assert not at.exception
-    assert "Stopped: the KD student trained 1.5 of 7 epochs, the scratch student 0." in at.warning[0].value
-    curves = {t["name"]: t for t in chart(at, "distill_acc_chart")["data"]}
-    assert curves["KD student"]["y"] == [0.6, 0.8] and curves["scratch student"]["y"] == []
-    assert metrics(at, "Accuracy") == []  # nothing trained, nothing measured
-    assert students.trained("digits-mlp", settings) is None
-    at.button(key="distill_train").click().run()  # starts again, to the end
-    assert_shows_core_students(at, "digits-mlp", settings)
-    assert students.STOPPED not in at.session_state
+    assert any("KD student" in w.value and "stopped after 2 of 6 epochs" in w.value for w in at.warning)
+    assert "scratch student" in " ".join(c.value for c in at.caption)  # not trained after the stop
+    stopped = at.session_state["distill_ft_stopped"]
+    sample = cz.load_sample("digits-mlp")
+    partial = cz.evaluate(stopped.model, sample.data, baseline=sample.model, latency=None)
+    assert metrics(at, "Accuracy") == [f"{partial.accuracy:.1%}"]  # the partial student's numbers are shown
+    assert [r["epoch"] for r in stopped.history] == [1.0, 2.0]
+    curves = {t["name"]: t["y"] for t in chart(at, "distill_ft_curves")["data"]}
+    assert curves["KD student"] == [r["test_accuracy"] for r in stopped.history]
+    assert ui.training.finished_runs().get("digits-mlp", students.point_json("digits-mlp", settings, "distill")) is None
+    assert all(row["page"] != "Distillation" or "seed\": 11" not in row["recipe"]
+               for row in at.session_state[POINTS].values())  # a partial student is not a point
 
 
 def test_a_long_training_waits_for_the_button(monkeypatch):
     at = open_page()
-    monkeypatch.setitem(students.store().seconds_per_epoch, ("digits-mlp", 0.4), 5.0)  # as if this server were slow
+    monkeypatch.setitem(students.speeds(), ("digits-mlp", 0.4), 5.0)  # as if this server were slow
     at.number_input(key="distill_seed").set_value(3).run()
     assert not at.exception
     assert "about 100.0 s" in at.button(key="distill_train").label
@@ -159,7 +190,9 @@ def test_a_long_training_waits_for_the_button(monkeypatch):
 @pytest.mark.parametrize("model", ["digits-mlp", "digits-cnn"])
 def test_cached_students_render_without_retraining(model):
     at = open_page(model)  # trained in an earlier test (or now)
-    key = students.Settings(width=0.4 if model == "digits-mlp" else 0.5).key(model)
-    before = students.store().items[key]
+    settings = students.Settings(width=0.4 if model == "digits-mlp" else 0.5)
+    before = ui.training.stored(students.jobs(model, settings))
+    assert set(before) == {students.KD, students.SCRATCH}
     at.run()
-    assert not at.exception and students.store().items[key] is before
+    after = ui.training.stored(students.jobs(model, settings))
+    assert not at.exception and all(after[label] is before[label] for label in before)

@@ -163,3 +163,13 @@ def test_from_the_app_the_most_recent_point_is_the_default(downloads):
     assert at.selectbox(key="export_point").value == recipe.to_json(indent=None)
     assert_shows(at, "digits-mlp", recipe)
     assert cz.Recipe.from_json(downloads["export_recipe"]["data"]) == recipe
+
+
+def test_a_recipe_of_hundreds_of_steps_exports_without_recursion_error():
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=120).run()
+    at.radio(key="export_source").set_value("A recipe (JSON)").run()
+    text = json.dumps({"steps": [{"type": "quantize", "bits": 8}] * 250})
+    at.text_area(key="export_recipe_text").input(text).run()
+    assert not at.exception and not at.error
+    report, size = expected("digits-mlp", cz.Recipe.from_json(text))
+    assert metrics(at)["Accuracy"] == f"{report.accuracy:.1%}"

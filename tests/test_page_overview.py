@@ -54,9 +54,9 @@ def test_overview_shows_the_baseline_the_core_measures(app, name):
 
 def test_overview_links_every_page(app):
     assert not app.exception
-    links = [link.proto.page for link in app.get("page_link")]  # the URL path of each linked page
+    links = [link.proto.page for link in app.main.get("page_link")]  # the tour's links: the URL path of each page
     pages = [path.stem.split("_", 1)[1] for path in (ROOT / "pages").glob("*.py")]  # "1_Pruning.py" -> "Pruning"
-    assert sorted(links) == sorted(pages) and len(pages) == 7
+    assert sorted(links) == sorted(pages) and len(pages) == 9
 
 
 def test_picker_choice_persists_across_pages(app):
@@ -76,6 +76,21 @@ def test_picker_choice_persists_across_pages(app):
 
 def test_overview_states_no_speedup_of_the_baseline_against_itself(app):
     captions = " ".join(c.value for c in app.caption)
-    assert "Latency: median of" in captions and "denormals flushed to zero" in captions
+    assert "median of" in captions and "denormals flushed to zero" in captions
     assert "speedup" not in captions.lower()
     assert not any("speedup" in block.value.lower() for block in app.info)
+
+
+def test_the_navigation_labels_the_entry_page_overview_and_lists_every_page_file():
+    from ui.session import NAVIGATION
+
+    assert [path for path, _, _ in NAVIGATION] == ["app.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
+    assert [label for _, label, _ in NAVIGATION[1:]] == [  # the names the pages/ folder gives them (and their URLs)
+        Path(path).stem.split("_", 1)[1] for path, _, _ in NAVIGATION[1:]]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    links = [(link.proto.label, link.proto.page) for link in at.sidebar.get("page_link")]
+    assert links[0][0] == "Overview" and [label for label, _ in links] == [label for _, label, _ in NAVIGATION]
+    at.switch_page("pages/2_Quantization.py").run()
+    assert not at.exception and len(at.sidebar.get("page_link")) == len(NAVIGATION)
+    assert "showSidebarNavigation = false" in (ROOT / ".streamlit" / "config.toml").read_text()

@@ -1,6 +1,7 @@
 """The Pipeline page: build a recipe step by step; every change shows what the core reports for that recipe."""
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 
@@ -218,3 +219,47 @@ def test_the_deep_compression_with_fine_tuning_preset_is_30x_smaller_within_a_po
     report = expected("digits-mlp", recipe)
     assert report.baseline_dense_bytes / report.compressed_bytes >= 30
     assert report.accuracy_drop <= 0.01
+
+
+def load(at: AppTest, text: str) -> AppTest:
+    at.text_area(key="pipeline_json").input(text)
+    return at.button(key="pipeline_load_json").click().run()
+
+
+def test_after_a_run_time_error_the_page_still_loads_a_corrected_recipe(page):
+    page.selectbox(key="_model_picker").set_value("digits-cnn").run()
+    load(page, '{"steps": [{"type": "low_rank", "rank": 20}]}')
+    assert "rank=20 is out of range" in page.error[0].value
+    assert "pipeline_load_json" in [b.key for b in page.button]  # the controls that fix it are still there
+    load(page, '{"steps": [{"type": "low_rank", "rank": 2}]}')
+    assert not page.exception and not page.error
+    assert_shows(page, "digits-cnn", cz.Recipe((cz.LowRank(rank=2),)))
+
+
+def test_values_beyond_a_controls_range_are_shown_read_only_and_kept(page):
+    text = ('{"steps": [{"type": "prune", "amount": 0.5, "schedule": "agp", "steps": 60, "epochs_per_step": 1}, '
+            '{"type": "low_rank", "rank": 5000}]}')
+    recipe = cz.Recipe.from_json(text)
+    load(page, text)
+    assert not page.exception
+    notes = [c.value for c in page.caption if "Beyond this control's" in c.value]
+    assert len(notes) == 2  # AGP steps 60 (control: 1–50) and rank 5000 (1–4096)
+    assert any("Pruning steps n: **60**" in m.value for m in page.markdown)
+    assert any("Rank r (every layer): **5000**" in m.value for m in page.markdown)
+    assert page.code[0].value == recipe.to_json()  # kept as loaded
+
+
+def test_a_long_recipe_is_listed_not_drawn_as_forms_and_runs_without_recursion_error(page):
+    steps = [{"type": "quantize", "bits": 8}] * 250  # far past Python's recursion limit, were stages recursive
+    load(page, json.dumps({"steps": steps}))
+    assert not page.exception and not page.error
+    assert "250 steps, too many to edit" in page.warning[0].value
+    assert not [k for k in (w.key for w in page.slider) if k and k.startswith("pipeline_")]  # no forms
+    assert {m.label: m.value for m in page.metric}["Accuracy"]
+
+
+def test_a_megabyte_of_pasted_text_is_not_echoed_back_in_full(page):
+    load(page, '{"steps": [{"type": "' + "x" * 1_000_000 + '"}]}')
+    assert not page.exception
+    message = page.error[0].value
+    assert len(message) < 1_000 and "characters left out" in message

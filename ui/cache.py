@@ -24,18 +24,33 @@ def sample(name: str) -> cz.Sample:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def compressed(name: str, recipe_json: str) -> nn.Module:
-    """The compressed model (shared between sessions: read it, never change it).
-
-    Built by applying the last step to the cached model of the recipe without it, so every prefix of a
-    recipe is computed once: the Pipeline page's stages are these same models.
-    """
+def stage(name: str, recipe_json: str, _before: nn.Module) -> nn.Module:
+    """The model of a recipe, made by its last step from `_before`, the model of the steps before it (not part of
+    the cache key: the recipe JSON names it)."""
     s = sample(name)
     recipe = cz.Recipe.from_json(recipe_json)
     if not recipe.steps:
         return cz.compress(s.model, recipe, s.data)
-    before = compressed(name, recipe_key(recipe.steps[:-1]))
-    return cz.compress(before, recipe.steps[-1], s.data)  # a new model carrying the whole recipe
+    return cz.compress(_before, recipe.steps[-1], s.data)  # a new model carrying the whole recipe
+
+
+def compressed(name: str, recipe_json: str) -> nn.Module:
+    """The compressed model (shared between sessions: read it, never change it).
+
+    Built stage by stage, each stage's model cached under its recipe prefix, so every prefix of a recipe is
+    computed once: the Pipeline page's stages are these same models. A loop, not recursion: a recipe of
+    hundreds of steps must not reach Python's recursion limit.
+    """
+    return stage_models(name, recipe_json)[-1]
+
+
+def stage_models(name: str, recipe_json: str) -> list[nn.Module]:
+    """The model after each stage of a recipe: [no step (losslessly packed), after step 1, ..., after step n]."""
+    steps = cz.Recipe.from_json(recipe_json).steps
+    models = [stage(name, recipe_key(cz.Recipe()), None)]
+    for i in range(1, len(steps) + 1):
+        models.append(stage(name, recipe_key(steps[:i]), models[-1]))
+    return models
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -96,11 +96,28 @@ def notes(report: Report) -> None:
         st.info(note, icon="💡")
 
 
+MAX_MESSAGE = 400  # characters of an error message shown: a pasted megabyte is not echoed back whole
+
+
+def short(message: str, limit: int = MAX_MESSAGE) -> str:
+    """The message, or its start and end with how much was left out between them."""
+    if len(message) <= limit:
+        return message
+    tail = 60
+    head = limit - tail
+    return f"{message[:head]} … [{len(message) - head - tail:,} characters left out] … {message[-tail:]}"
+
+
+def show_error(err: Exception) -> None:
+    """A user's mistake as one clear (and bounded) line."""
+    st.error(short(str(err)), icon="⚠️")
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Show a ValueError from the core as a clear message (not a traceback) and stop the page there."""
     try:
         yield
     except ValueError as err:
-        st.error(str(err), icon="⚠️")
+        show_error(err)
         st.stop()

@@ -14,15 +14,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import plotly.graph_objects as go
 
 MAX_FIGURES = 512  # tens of KB each: the slider stops of a few pages × models × layers
-_figures: OrderedDict[tuple[Hashable, ...], go.Figure] = OrderedDict()  # least recently used first
+_figures: OrderedDict[tuple[Hashable, ...], object] = OrderedDict()  # least recently used first
 _lock = threading.Lock()  # sessions run in their own threads
+Built = TypeVar("Built")  # a figure, or a figure with the facts its captions need
 
 
-def shared(key: tuple[Hashable, ...], build: Callable[[], go.Figure]) -> go.Figure:
+def shared(key: tuple[Hashable, ...], build: Callable[[], Built]) -> Built:
     """The figure `build()` draws, built once for every session. `key` must name everything it depends on
     (start it with the figure's name, e.g. ("prune_sweep", model, recipe_json)). Read it, never change it."""
     with _lock:

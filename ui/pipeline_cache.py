@@ -21,10 +21,10 @@ def stages(name: str, recipe_json: str) -> pd.DataFrame:
             _row("fp32", "uncompressed, 4 bytes per parameter", packed, packed.baseline_dense_bytes),
             _row("packed", "exported losslessly (no step yet)", packed, packed.compressed_bytes),
         ]
+        models = cache.stage_models(name, recipe_json)  # shared with the page's report: trained once
         for i in range(1, len(recipe.steps) + 1):
             prefix = cz.Recipe(recipe.steps[:i])
-            model = cache.compressed(name, cache.recipe_key(prefix))  # shared with the page's report: trained once
-            report = cz.evaluate(model, s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
+            report = cz.evaluate(models[i], s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
             rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", recipe.steps[i - 1].describe(), report,
                              report.compressed_bytes))
         return rows

@@ -18,9 +18,10 @@ import streamlit as st
 
 from compressor import Finetune, LowRank, Prune, Quantize, Recipe
 from compressor.recipe import FieldSpec, Step
+from ui import session
 
 PREFIX = "pipeline"  # every key of the Pipeline page starts with it
-STEPS = f"{PREFIX}_steps"  # the recipe being edited: list of {"id": int, "step": Step}
+STEPS = session.PIPELINE_STEPS  # the recipe being edited: list of {"id": int, "step": Step}
 NEXT_ID = f"{PREFIX}_next_id"
 LOAD_ERROR = f"{PREFIX}_load_error"  # the core's message for a recipe file or text that did not load
 
@@ -63,6 +64,16 @@ def fraction(container, spec: FieldSpec, label: str, value: float, key: str, ste
 def lr_select(container, key: str, value: float, help: str = "Adam step size.") -> float:
     return container.select_slider("Learning rate", _with(LR_CHOICES, value), value=value, key=key,
                                    format_func=lambda v: f"{v:g}", help=help)
+
+
+def bounded(widget: Callable, label: str, low: float, high: float, value: float, key: str, **kwargs) -> float:
+    """`widget(label, low, high, value, key=key, ...)`; a loaded value outside [low, high] (valid in a recipe, beyond
+    what the control offers) is shown read-only instead, with a note, and kept as it is."""
+    if low <= value <= high:
+        return widget(label, low, high, value, key=key, **kwargs)
+    st.markdown(f"{label}: **{value:g}**")
+    st.caption(f"Beyond this control's {low:g}–{high:g}: runs as loaded. Edit the recipe JSON below to change it.")
+    return value
 
 
 def prune_form(step: Prune, key: str) -> Prune:
@@ -203,9 +214,14 @@ PRESETS: dict[str, Recipe] = {
 
 
 def entries() -> list[dict]:
-    """The steps being edited, [{"id", "step"}]; a new session starts from the first preset."""
+    """The steps being edited, [{"id", "step"}]; a new session starts from the first preset, a reloaded one from
+    the recipe it had."""
     if STEPS not in st.session_state:
-        set_recipe(next(iter(PRESETS.values())))
+        restored = st.session_state.pop(session.PIPELINE_RESTORED, None)
+        try:
+            set_recipe(Recipe.from_json(restored) if restored is not None else next(iter(PRESETS.values())))
+        except ValueError:  # a recipe the core no longer accepts: start from the preset
+            set_recipe(next(iter(PRESETS.values())))
     return st.session_state[STEPS]
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from compressor import Report
 from compressor.sweeps import summary
-from ui.session import POINTS
+from ui.session import POINTS, save
 
 
 def record(model_name: str, recipe_json: str, report: Report, page: str, label: str | None = None) -> None:
@@ -16,6 +16,7 @@ def record(model_name: str, recipe_json: str, report: Report, page: str, label: 
     if key not in points:
         points[key] = {"model": model_name, "page": page, "label": label or page, **summary(report),
                        "recipe": recipe_json, "pinned": False}
+        save()
 
 
 def table(model_name: str | None = None) -> pd.DataFrame:
@@ -29,3 +30,4 @@ def table(model_name: str | None = None) -> pd.DataFrame:
 
 def set_pinned(model_name: str, recipe_json: str, pinned: bool) -> None:
     st.session_state[POINTS][(model_name, recipe_json)]["pinned"] = pinned
+    save()

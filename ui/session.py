@@ -1,5 +1,29 @@
-"""State that persists across pages, under plain st.session_state keys (widget keys are page-scoped)."""
+"""What a session keeps: the picked model, every control's value, the Trade-offs points and pins, the Pipeline recipe.
+
+Across pages. Streamlit forgets a widget's value when its page is left (widget keys are dropped at the end of a
+run that did not draw them). `persistent(key, default)` keeps the value under a plain key as well, in
+`st.session_state[SETTINGS]`, and puts it back before the widget is drawn again: one mechanism for every control
+of every page (the model picker keeps its plain key `MODEL`).
+
+Across reloads. A reload starts a new Streamlit session with the same URL, so the session's id travels in the
+URL (`?s=<id>`, 128 random bits: unguessable, so no session sees another's) and what the session keeps is
+written, as JSON, to one file per id in a server directory (`CLAB_SESSION_DIR`, default a folder in the system's
+temp dir; processes behind one proxy share it). The first run of a new session with a known id reads it back.
+The server holds nothing per session in memory beyond Streamlit's own session state; files untouched for
+`SESSION_MAX_AGE_S` are deleted when a new session starts.
+"""
 from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 import torch
@@ -8,18 +32,186 @@ from compressor import list_samples
 
 MODEL = "model_name"  # the picked sample, shared by every page
 POINTS = "tradeoff_points"  # every configuration evaluated this session: (model, recipe JSON) -> row
+SETTINGS = "_settings"  # widget key -> its last value, kept while the widget's page is not shown
+PIPELINE_STEPS = "pipeline_steps"  # the Pipeline page's recipe: list of {"id": int, "step": Step}
+PIPELINE_RESTORED = "_pipeline_restored"  # a reloaded session's Pipeline recipe (JSON text) until the page reads it
+SESSION_ID = "_session_id"
+SAVED = "_session_saved"  # the text last written, so an unchanged session is not written again
+QUERY_KEY = "s"  # ?s=<id>
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
+SESSION_MAX_AGE_S = 7 * 24 * 3600
+MAX_FILE_BYTES = 5_000_000  # a session file larger than this is not read back (it is ours, but bound it anyway)
+
+_MISSING = object()
+
+
+# ---------------------------------------------------------------- the session file
+
+
+def session_dir() -> Path:
+    """Where session files live: $CLAB_SESSION_DIR, or compression-lab-sessions in the system temp dir."""
+    path = Path(os.environ.get("CLAB_SESSION_DIR") or Path(tempfile.gettempdir()) / "compression-lab-sessions")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _file(session_id: str) -> Path:
+    return session_dir() / f"{session_id}.json"
+
+
+def expire_old_files(max_age_s: float = SESSION_MAX_AGE_S) -> int:
+    """Delete session files not written for max_age_s seconds; returns how many went."""
+    cutoff, removed = time.time() - max_age_s, 0
+    for path in session_dir().glob("*.json"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:  # another process removed it first
+            pass
+    return removed
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and tuples inside a point row or a widget value."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a session file")
+
+
+def snapshot() -> dict[str, Any]:
+    """What a reload restores, as plain data."""
+    state = st.session_state
+    steps = state.get(PIPELINE_STEPS)
+    return {
+        "model": state.get(MODEL),
+        "settings": state.get(SETTINGS, {}),
+        "points": list(state.get(POINTS, {}).values()),
+        "pipeline": None if steps is None else {"steps": [entry["step"].to_dict() for entry in steps]},
+    }
+
+
+def save() -> None:
+    """Write the session's file if what it keeps changed since the last write (atomically: write, then rename)."""
+    session_id = st.session_state.get(SESSION_ID)
+    if session_id is None:
+        return
+    text = json.dumps(snapshot(), default=_plain, allow_nan=True)
+    if text == st.session_state.get(SAVED):
+        return
+    path = _file(session_id)
+    scratch = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    scratch.write_text(text, encoding="utf-8")
+    os.replace(scratch, path)
+    st.session_state[SAVED] = text
+
+
+def _restore(session_id: str) -> None:
+    """Put a reloaded session's file back into session state (explicitly set keys win)."""
+    path = _file(session_id)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no file yet (a new id), or unreadable: start afresh
+    state = st.session_state
+    if data.get("model") is not None:
+        state.setdefault(MODEL, data["model"])
+    state.setdefault(SETTINGS, dict(data.get("settings") or {}))
+    points = {(row["model"], row["recipe"]): row for row in data.get("points") or []}
+    state.setdefault(POINTS, points)
+    if data.get("pipeline") is not None:
+        state.setdefault(PIPELINE_RESTORED, json.dumps(data["pipeline"]))
+
+
+def start() -> str:
+    """Once per run, first thing on every page: give the session its id (from the URL, or a new one) and keep it in
+    the URL (a page switch clears the query string); on a session's first run, restore its file."""
+    state = st.session_state
+    if SESSION_ID not in state:
+        given = st.query_params.get(QUERY_KEY, "")
+        if ID_PATTERN.fullmatch(given):
+            state[SESSION_ID] = given
+            _restore(given)
+        else:
+            state[SESSION_ID] = secrets.token_urlsafe(16)
+        expire_old_files()
+    if st.query_params.get(QUERY_KEY) != state[SESSION_ID]:
+        st.query_params[QUERY_KEY] = state[SESSION_ID]
+    return state[SESSION_ID]
+
+
+# ---------------------------------------------------------------- controls that keep their value
+
+
+def persistent(key: str, default: Any, valid: Callable[[Any], bool] | None = None) -> str:
+    """The widget key `key`, its value restored from the session (or `default`) if its page was left; pass the
+    result as the widget's `key=` and give the widget no value/index of its own.
+
+    valid(value) -> False resets a value the widget could not show now (e.g. a channel past this layer's end).
+    """
+    state = st.session_state
+    settings = state.setdefault(SETTINGS, {})
+    value = state[key] if key in state else settings.get(key, default)
+    if valid is not None and not valid(value):
+        value = default
+    if key not in state or state[key] is not value:
+        state[key] = value
+    if settings.get(key, _MISSING) != value:
+        settings[key] = value
+        save()
+    return key
+
+
+def in_range(low: float, high: float) -> Callable[[Any], bool]:
+    """A `valid` test for numeric widgets: a finite number in [low, high]."""
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+
+
+def one_of(options) -> Callable[[Any], bool]:
+    """A `valid` test for choice widgets: one of the options (for a multiselect: a list of them)."""
+    allowed = list(options)
+    return lambda v: (all(x in allowed for x in v) if isinstance(v, (list, tuple)) else v in allowed)
+
+
+# ---------------------------------------------------------------- navigation and the model picker
+
+NAVIGATION = (  # (file, label, icon): the sidebar's page menu, in the pages/ folder's order
+    ("app.py", "Overview", "🗜️"), ("pages/1_Pruning.py", "Pruning", "✂️"),
+    ("pages/2_Quantization.py", "Quantization", "🔢"), ("pages/3_Low-rank.py", "Low-rank", "🧮"),
+    ("pages/4_Pipeline.py", "Pipeline", "🧪"), ("pages/5_Trade-offs.py", "Trade-offs", "📈"),
+    ("pages/6_Export.py", "Export", "📦"), ("pages/7_Distillation.py", "Distillation", "🎓"),
+    ("pages/8_Sensitivity.py", "Sensitivity", "🩺"), ("pages/9_Search.py", "Search", "🧬"),
+)
+
+
+def navigation() -> None:
+    """The page menu at the top of the sidebar (Streamlit's own is off: .streamlit/config.toml
+    client.showSidebarNavigation), which would label the entry page "app" after its file."""
+    try:
+        for path, label, icon in NAVIGATION:
+            st.sidebar.page_link(path, label=label, icon=icon)
+    except st.errors.StreamlitAPIException:  # a page run as its own app (a test): the other files are no pages
+        return
+    st.sidebar.divider()
 
 
 def model_picker() -> str:
-    """The model picker in the sidebar of every page; returns the chosen sample name.
+    """The model picker in the sidebar of every page, under the page menu; returns the chosen sample name.
+    Starts the session.
 
     Also sets torch to one intra-op thread for this run: Streamlit runs each rerun in a fresh thread and the
     setting is per thread; the models are tiny and thirty sessions share two cores.
     """
     torch.set_num_threads(1)
+    start()
+    navigation()
     samples = list_samples()
     names = list(samples)
     current = st.session_state.get(MODEL, names[0])
+    if current not in names:
+        current = names[0]
     st.session_state[MODEL] = current
 
     def remember() -> None:
@@ -30,4 +222,5 @@ def model_picker() -> str:
         format_func=lambda name: name, help="The pretrained model every page compresses.",
     )
     st.sidebar.caption(samples[current])
+    save()  # once a run, after the page's own changes of the last run (e.g. a pin); unchanged: nothing written
     return st.session_state[MODEL]

@@ -1,12 +1,15 @@
-"""Recovery training on the technique pages: the fine-tune controls, training shown live with a Stop button,
-and a cache of finished runs.
+"""The one live-training path of the app: training shown live with a Stop button, a store of finished runs, the
+recovery controls and panel of the technique pages. The Pruning, Quantization and Distillation pages all train
+through `train_live`.
 
-A page hands over recipes that end with their one training step (a `Finetune`, or a `Prune` with
-schedule="agp"); the steps before it come from the shared compressed-model cache, the training step runs here
-through the core (`compressor.training.finetune`, `compressor.schedules.gradual_prune`) with a progress callback
-that moves a bar and redraws the loss/accuracy chart. Same recipe and seed, same weights: a finished run is
-kept in a store shared by every session (`finished_runs`), keyed on model name + recipe JSON, so a configuration
-seen before is instant, and the model equals what `compressor.compress` makes of the same recipe.
+A run is a `Job`: a model name, a key (JSON saying what is trained: a recipe, or a student and how it learns),
+the planned epochs and a function that trains with a progress callback and a stop check. The technique pages
+hand over recipes that end with their one training step (a `Finetune`, or a `Prune` with schedule="agp"):
+`recipe_job` takes the steps before it from the shared compressed-model cache and runs the training step through
+the core (`compressor.training.finetune`, `compressor.schedules.gradual_prune`), so the model equals what
+`compressor.compress` makes of the same recipe. The Distillation page's jobs train students
+(ui/distillation_cache.py). Same key, same weights (training is seeded): a finished run is kept in a store
+shared by every session (`finished_runs`), keyed on model name + key, so a run seen before is instant.
 
 Stopping. Streamlit interrupts a running script when the user touches any widget: the next `st` call (reading
 or writing st.session_state too) raises Streamlit's own control exception (a `BaseException`), and (fast reruns,
@@ -23,13 +26,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException  # the app's only internal import
 from torch import nn
 
 import compressor as cz
@@ -40,6 +43,7 @@ from compressor.training import History, Progress, StopCheck, finetune
 from compressor.units import format_bytes
 from ui import cache, points
 from ui.display import user_errors
+from ui.session import one_of, persistent
 
 EPOCH_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
 DEFAULT_EPOCHS = 5
@@ -80,19 +84,20 @@ def recovery_controls(prefix: str, technique: str, gradual: bool | None = None) 
     k = keys(prefix)
     with st.sidebar:
         st.subheader("🏋️ Recovery")
-        on = st.toggle(f"Fine-tune after {technique}", key=k["finetune"],
+        on = st.toggle(f"Fine-tune after {technique}", key=persistent(k["finetune"], False),
                        help="Train the compressed model for a few epochs on the training split, compression held: "
                             "pruned weights stay zero, quantized layers train through fake quantization (QAT).")
         if not on:
             return None
-        epochs = st.select_slider("Epochs", EPOCH_CHOICES, value=DEFAULT_EPOCHS, key=k["ft_epochs"],
+        epochs = st.select_slider("Epochs", EPOCH_CHOICES, key=persistent(k["ft_epochs"], DEFAULT_EPOCHS, one_of(EPOCH_CHOICES)),
                                   help="Passes over the training split.")
-        lr = st.select_slider("Learning rate", LR_CHOICES, value=DEFAULT_LR, key=k["ft_lr"],
+        lr = st.select_slider("Learning rate", LR_CHOICES, key=persistent(k["ft_lr"], DEFAULT_LR, one_of(LR_CHOICES)),
                               format_func=lambda v: f"{v:g}", help="Adam step size.")
         schedule = "one-shot"
         if gradual is not None:
             schedule = st.radio(
-                "Pruning schedule", ("one-shot", "gradual"), key=k["ft_schedule"], horizontal=True,
+                "Pruning schedule", ("one-shot", "gradual"),
+                key=persistent(k["ft_schedule"], "one-shot", one_of(("one-shot", "gradual"))), horizontal=True,
                 format_func={"one-shot": "one shot, then fine-tune", "gradual": "gradual (AGP)"}.get,
                 disabled=not gradual,
                 help="Gradual (Zhu & Gupta's AGP): raise the sparsity in one step per epoch along a cubic schedule, "
@@ -141,18 +146,44 @@ def planned_epochs(step: Step) -> int:
     return len(agp_targets(step.amount, agp["steps"], agp["initial_amount"])) * agp["epochs_per_step"]
 
 
+Train = Callable[[Progress | None, StopCheck | None], tuple[nn.Module, History]]  # (progress, should_stop) -> ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run the live path can run (its key names it in the store)."""
+
+    name: str  # sample
+    key: str  # JSON: what is trained, and how
+    epochs: int  # planned
+    train: Train = field(compare=False)
+    recipe: dict | None = None  # a recipe run's recipe (its report names it; its report is cached by recipe)
+
+
+def recipe_job(name: str, recipe_json: str) -> Job:
+    """The job of a recipe that ends with its only training step: that step, on the cached model of the others."""
+    before, step = split_recipe(cz.Recipe.from_json(recipe_json))
+
+    def train(progress: Progress | None, should_stop: StopCheck | None) -> tuple[nn.Module, History]:
+        start_model = cache.compressed(name, cache.recipe_key(before))
+        return train_step(start_model, step, cache.sample(name).data, progress=progress, should_stop=should_stop)
+
+    return Job(name, recipe_json, planned_epochs(step), train, cz.Recipe.from_json(recipe_json).to_dict())
+
+
 @dataclass
 class Trained:
     """One training run's outcome: the model, its per-epoch history, and whether it was stopped early."""
 
     name: str  # sample
-    recipe_json: str
+    key: str  # the job's
     model: nn.Module  # shared when finished (read it, never change it)
     history: History
     seconds: float
     epochs: int  # planned
     stopped: bool = False
-    report: cz.Report | None = field(default=None, repr=False)  # of a stopped run, measured once
+    recipe: dict | None = None
+    report: cz.Report | None = field(default=None, repr=False)  # measured once (a stopped run's without latency)
 
     @property
     def epochs_done(self) -> float:
@@ -160,23 +191,23 @@ class Trained:
 
 
 class FinishedRuns:
-    """Finished training runs shared by every session, keyed on (model name, recipe JSON); oldest dropped first."""
+    """Finished training runs shared by every session, keyed on (model name, job key); oldest dropped first."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
         self._runs: OrderedDict[tuple[str, str], Trained] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str, recipe_json: str) -> Trained | None:
+    def get(self, name: str, key: str) -> Trained | None:
         with self._lock:
-            run = self._runs.get((name, recipe_json))
+            run = self._runs.get((name, key))
             if run is not None:
-                self._runs.move_to_end((name, recipe_json))
+                self._runs.move_to_end((name, key))
             return run
 
     def put(self, run: Trained) -> None:
         with self._lock:
-            self._runs[(run.name, run.recipe_json)] = run
+            self._runs[(run.name, run.key)] = run
             while len(self._runs) > self.size:
                 self._runs.popitem(last=False)
 
@@ -190,14 +221,11 @@ def finished_runs() -> FinishedRuns:
     return FinishedRuns()
 
 
-def run(name: str, recipe_json: str, progress: Progress | None = None, should_stop: StopCheck | None = None) -> Trained:
-    """Train the recipe's last step on the cached model its earlier steps make; a finished run is stored."""
-    s = cache.sample(name)
-    before, step = split_recipe(cz.Recipe.from_json(recipe_json))
-    start_model = cache.compressed(name, cache.recipe_key(before))
+def run(job: Job, progress: Progress | None = None, should_stop: StopCheck | None = None) -> Trained:
+    """Train the job; a run that finished (was not stopped) is stored."""
     start = time.perf_counter()
-    model, history = train_step(start_model, step, s.data, progress=progress, should_stop=should_stop)
-    outcome = Trained(name, recipe_json, model, history, time.perf_counter() - start, planned_epochs(step))
+    model, history = job.train(progress, should_stop)
+    outcome = Trained(job.name, job.key, model, history, time.perf_counter() - start, job.epochs, recipe=job.recipe)
     outcome.stopped = outcome.epochs_done < outcome.epochs - 1e-9
     if not outcome.stopped:
         finished_runs().put(outcome)
@@ -206,7 +234,7 @@ def run(name: str, recipe_json: str, progress: Progress | None = None, should_st
 
 def run_quietly(name: str, recipe_json: str) -> Trained:
     """The finished run of a recipe: from the store, or trained now without display (sweeps, evicted runs)."""
-    return finished_runs().get(name, recipe_json) or run(name, recipe_json)
+    return finished_runs().get(name, recipe_json) or run(recipe_job(name, recipe_json))
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -219,12 +247,16 @@ def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
 
 
 def outcome_report(outcome: Trained) -> cz.Report:
-    """A finished run's cached report, or a stopped run's (untimed, measured once and kept with it)."""
-    if not outcome.stopped:
-        return report(outcome.name, outcome.recipe_json)
+    """A run's report against the sample's model, measured once and kept with the run: a finished recipe run's is
+    the cached `report`; other finished runs are timed; a stopped run is not (its model is not kept)."""
     if outcome.report is None:
-        s = cache.sample(outcome.name)
-        outcome.report = cz.evaluate(outcome.model, s.data, baseline=s.model, latency=None)
+        if not outcome.stopped and outcome.recipe is not None:
+            outcome.report = report(outcome.name, outcome.key)
+        else:
+            s = cache.sample(outcome.name)
+            latency = None if outcome.stopped else cz.LatencyConfig()
+            outcome.report = cz.evaluate(outcome.model, s.data, baseline=s.model, latency=latency,
+                                         recipe=None if outcome.stopped else outcome.recipe)
     return outcome.report
 
 
@@ -248,7 +280,14 @@ def train_again(prefix: str) -> None:
     st.session_state.pop(keys(prefix)["ft_stopped"], None)
 
 
-def _stopped_run(prefix: str, name: str, recipe_jsons: set[str]) -> Trained | None:
+def has_stopped(prefix: str, name: str, jobs: Mapping[str, Job]) -> bool:
+    """Whether one of these jobs was stopped by the user (and waits for "Train again")."""
+    stopped = st.session_state.get(keys(prefix)["ft_stopped"])
+    return (st.session_state.get(keys(prefix)["ft_stop_clicked"], False)
+            or (stopped is not None and stopped.name == name and stopped.key in {job.key for job in jobs.values()}))
+
+
+def _stopped_run(prefix: str, name: str, job_keys: set[str]) -> Trained | None:
     """The run the Stop button cut short, if it belongs to what is on screen now (else it is forgotten)."""
     k = keys(prefix)
     handover: Handover | None = st.session_state.get(k["ft_handover"])
@@ -257,7 +296,7 @@ def _stopped_run(prefix: str, name: str, recipe_jsons: set[str]) -> Trained | No
         if handover.stopped is not None:
             st.session_state[k["ft_stopped"]] = handover.stopped
     stopped = st.session_state.get(k["ft_stopped"])
-    if stopped is not None and (stopped.name != name or stopped.recipe_json not in recipe_jsons):
+    if stopped is not None and (stopped.name != name or stopped.key not in job_keys):
         del st.session_state[k["ft_stopped"]]
         return None
     return stopped
@@ -287,27 +326,33 @@ class _Live:
         return self.interrupt is not None
 
 
-def train_live(name: str, runs: Mapping[str, cz.Recipe], prefix: str, status, chart,
+def stored(jobs: Mapping[str, Job]) -> dict[str, Trained]:
+    """The jobs' runs already in the store (finished by any session)."""
+    found = {label: finished_runs().get(job.name, job.key) for label, job in jobs.items()}
+    return {label: outcome for label, outcome in found.items() if outcome is not None}
+
+
+def train_live(name: str, jobs: Mapping[str, Job], prefix: str, status, chart,
                figure: Callable[[dict[str, History]], go.Figure]) -> dict[str, Trained]:
-    """Each labelled recipe's run: from the store, or trained now with a progress bar and a Stop button in `status`
+    """Each labelled job's run: from the store, or trained now with a progress bar and a Stop button in `status`
     (an st.empty) and `figure(histories so far)` redrawn in `chart` (an st.empty) as epochs finish.
 
-    After a Stop, the stopped run is returned (stopped=True) and the runs after it are not trained (missing from
-    the result) until `train_again`. The final chart is drawn with the key f"{prefix}_ft_curves".
+    After a Stop, the stopped run is returned (stopped=True, the model trained so far) and the runs after it are
+    not trained (missing from the result) until `train_again`. The final chart is drawn with the key
+    f"{prefix}_ft_curves".
     """
     k = keys(prefix)
-    jsons = {label: cache.recipe_key(recipe) for label, recipe in runs.items()}
-    stopped = _stopped_run(prefix, name, set(jsons.values()))
+    stopped = _stopped_run(prefix, name, {job.key for job in jobs.values()})
     outcomes: dict[str, Trained] = {}
     bar = None
     try:
-        for i, (label, recipe_json) in enumerate(jsons.items()):
-            done = finished_runs().get(name, recipe_json)
+        for i, (label, job) in enumerate(jobs.items()):
+            done = finished_runs().get(name, job.key)
             if done is not None:
                 outcomes[label] = done
                 continue
             if stopped is not None:  # after a Stop nothing new trains until "Train again"
-                if stopped.recipe_json == recipe_json:
+                if stopped.key == job.key:
                     outcomes[label] = stopped
                 continue
             if bar is None:  # the first run that trains: the bar and the Stop button, once
@@ -318,8 +363,8 @@ def train_live(name: str, runs: Mapping[str, cz.Recipe], prefix: str, status, ch
                                 help="Stops at the end of the current epoch and keeps the model trained so far.")
             histories = {lab: out.history for lab, out in outcomes.items()}
             live = _Live(bar, chart, lambda h, label=label: figure({**histories, label: h}),
-                         f"Training {label} ({i + 1} of {len(jsons)})", planned_epochs(split_recipe(runs[label])[1]))
-            outcome = run(name, recipe_json, live, live.should_stop)
+                         f"Training {label} ({i + 1} of {len(jobs)})", job.epochs)
+            outcome = run(job, live, live.should_stop)
             if live.interrupt is not None:
                 handover.stopped = outcome if outcome.stopped else None  # no st call here: it would raise again
                 raise live.interrupt
@@ -336,7 +381,7 @@ def train_live(name: str, runs: Mapping[str, cz.Recipe], prefix: str, status, ch
     return outcomes
 
 
-def stopped_notice(prefix: str, outcomes: Mapping[str, Trained], runs: Mapping[str, cz.Recipe]) -> None:
+def stopped_notice(prefix: str, outcomes: Mapping[str, Trained], runs: Iterable[str]) -> None:
     """After a Stop: which run stopped where, which did not start, and a button to train again."""
     for label, outcome in outcomes.items():
         if outcome.stopped:
@@ -410,11 +455,12 @@ def recovery_section(name: str, prefix: str, page: str, runs: Mapping[str, cz.Re
     chart = right.empty()
     references = {"baseline": baseline.accuracy, reference: one_shot.accuracy}
     with user_errors():
-        outcomes = train_live(name, runs, prefix, status, chart, lambda h: training_curves(h, epochs, references))
+        jobs = {label: recipe_job(name, cache.recipe_key(recipe)) for label, recipe in runs.items()}
+        outcomes = train_live(name, jobs, prefix, status, chart, lambda h: training_curves(h, epochs, references))
         results = {label: Result(outcome, outcome_report(outcome)) for label, outcome in outcomes.items()}
     for label, result in results.items():
         if not result.outcome.stopped:
-            points.record(name, result.outcome.recipe_json, result.report, page=page, label=point_label(label))
+            points.record(name, result.outcome.key, result.report, page=page, label=point_label(label))
     accuracies = {reference: one_shot.accuracy, **{label: r.report.accuracy for label, r in results.items()}}
     left.plotly_chart(recovery_comparison(accuracies, reference, baseline.accuracy, height=300 + 20 * len(runs)),
                       width="stretch", key=f"{prefix}_ft_comparison")

@@ -17,7 +17,7 @@ from compressor.figures.style import BASELINE, COMPRESSED, SERIES, styled
 from compressor.low_rank import energy_kept
 
 
-DECADES = 4.0  # the spectra plot shows σ down to 10⁻⁴ of the largest one
+NUMERICALLY_ZERO = 1e-6  # σ ≤ this × σ_max is rounding noise of fp32 weights (eps 1.2e-7), not a direction
 
 
 class LayerSpectrum(NamedTuple):
@@ -58,8 +58,9 @@ def singular_value_spectra(spectra: Mapping[str, np.ndarray], ranks: Mapping[str
 
     spectra: layer -> singular values, descending (e.g. `compressor.low_rank.singular_values(model)`);
     ranks: layer -> kept rank r (layers missing from `ranks` are not drawn).
-    The legend names each layer's cut and the energy it keeps. Zero singular values (a log axis cannot show
-    them) are left as gaps.
+    The legend, below the plot, names each layer's cut and the energy it keeps. Zero singular values (a log axis
+    cannot show them) and numerically zero ones (≤ NUMERICALLY_ZERO·σ_max: e.g. inputs that are always zero) are
+    left as gaps; the axis spans every other value, so no curve leaves the plot.
     """
     return _spectra_plot(spectrum_info(spectra, ranks))
 
@@ -70,7 +71,7 @@ def _spectra_plot(info: Sequence[LayerSpectrum]) -> go.Figure:
         colour = SERIES[i % len(SERIES)]
         k, r = len(layer.sigmas), layer.rank
         index = np.arange(1, k + 1)
-        sigmas = np.where(layer.sigmas > 0, layer.sigmas, np.nan)
+        sigmas = np.where(_drawn(layer.sigmas), layer.sigmas, np.nan)
         kept_energy = np.cumsum(layer.sigmas**2) / max(float(np.sum(layer.sigmas**2)), np.finfo(float).tiny)
         hover = "σ<sub>%{x}</sub> = %{y:.3g}<br>energy kept up to here: %{customdata:.1%}<extra>" + layer.name + "</extra>"
         fig.add_trace(go.Scatter(
@@ -90,25 +91,32 @@ def _spectra_plot(info: Sequence[LayerSpectrum]) -> go.Figure:
             name=f"{layer.name}: cut", legendgroup=layer.name, showlegend=False,
             hovertemplate=f"cut after σ<sub>{r}</sub><br>energy kept {layer.energy:.1%}<extra>{layer.name}</extra>",
         ))
-    fig = styled(fig, "Singular values per layer, cut at the kept rank", "index i", "σᵢ (log scale)", height=420)
+    legend_rows = 22 * len(info)  # the legend goes below the plot, one row per layer: it covers no data
+    fig = styled(fig, "Singular values per layer, cut at the kept rank", "index i", "σᵢ (log scale)",
+                 height=420 + legend_rows)
     fig.update_yaxes(type="log", range=_log_range(info))
-    # spectra fall from the top left towards the right: the bottom left stays free for the legend
-    fig.update_layout(legend={"orientation": "v", "yanchor": "bottom", "y": 0.02, "xanchor": "left", "x": 0.01,
-                              "bgcolor": "rgba(255,255,255,0.8)"})
+    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -0.2,  # under the x title (plot: 300 px)
+                              "xanchor": "left", "x": 0.0},
+                      margin={"t": 50, "b": 70 + legend_rows})
     return fig
 
 
-def _log_range(info: Sequence[LayerSpectrum], decades: float = DECADES) -> list[float] | None:
-    """log10 axis range from just above the largest σ down to at most `decades` below it.
+def _drawn(sigmas: np.ndarray) -> np.ndarray:
+    """Which singular values the log axis shows: positive and above numerical zero."""
+    return sigmas > NUMERICALLY_ZERO * (sigmas.max() if sigmas.size else 0.0)
 
-    Numerically zero directions (σ ~ 1e-15, e.g. inputs that are always zero) would otherwise squash every
-    spectrum into the top of the plot; they fall below the axis instead.
+
+def _log_range(info: Sequence[LayerSpectrum]) -> list[float] | None:
+    """log10 axis range spanning every drawn σ of every layer, with a little room above and below.
+
+    Numerically zero directions (σ ~ 1e-15) are gaps, so they do not squash every spectrum into the top.
     """
-    positive = np.concatenate([layer.sigmas[layer.sigmas > 0] for layer in info] or [np.zeros(0)])
-    if positive.size == 0:
+    drawn = np.concatenate([layer.sigmas[_drawn(layer.sigmas)] for layer in info] or [np.zeros(0)])
+    if drawn.size == 0:
         return None
-    top = np.log10(positive.max())
-    return [max(np.log10(positive.min()), top - decades) - 0.1, top + 0.1]
+    low, top = np.log10(drawn.min()), np.log10(drawn.max())
+    pad = max(0.05 * (top - low), 0.1)
+    return [low - pad, top + pad]
 
 
 # ---------------------------------------------------------------- accuracy against parameters

@@ -96,6 +96,14 @@ class BitsSweep(NamedTuple):
     size_kb: list[float]  # exported file, kilobytes
     current: tuple[int, float, float]  # (bits, accuracy, size in kB)
     baseline: tuple[float, float]  # (accuracy, fp32 size in kB)
+    larger_than_next: tuple[int, ...] = ()  # bit widths whose file is larger than the next width's
+
+
+BYTE_ALIGNED_NOTE = (
+    "{bits}-bit file > {next}-bit: the file entropy-codes its codes byte by byte (Huffman); "
+    "8-bit codes fill whole bytes, so their skewed distribution compresses, "
+    "while {bits}-bit codes straddle bytes and barely do"
+)
 
 
 def bits_sweep_info(
@@ -104,9 +112,11 @@ def bits_sweep_info(
 ) -> BitsSweep:
     """From a sweep table with columns bits, accuracy, compressed_bytes."""
     table = table.sort_values("bits", kind="stable")
+    bits, size = table["bits"].astype(int).tolist(), table["compressed_bytes"].tolist()
+    larger = tuple(b for b, s, s_next in zip(bits, size, size[1:]) if s > s_next)
     return BitsSweep(
-        table["bits"].astype(int).tolist(), table["accuracy"].tolist(), (table["compressed_bytes"] / 1000).tolist(),
-        (current_bits, current_accuracy, current_bytes / 1000), (baseline_accuracy, baseline_bytes / 1000),
+        bits, table["accuracy"].tolist(), [s / 1000 for s in size],
+        (current_bits, current_accuracy, current_bytes / 1000), (baseline_accuracy, baseline_bytes / 1000), larger,
     )
 
 
@@ -127,11 +137,17 @@ def bits_sweep(
     ])
     fig.add_hline(y=info.baseline[0], line={"color": ACCENT, "dash": "dash", "width": 1},
                   annotation_text=f"fp32 {info.baseline[0]:.1%}", annotation_position="bottom left")
+    for bits in info.larger_than_next:  # more bits, smaller file: say why where it happens
+        i = info.bits.index(bits)
+        fig.add_annotation(x=bits, y=info.size_kb[i], yref="y2", text=f"{bits}-bit file > {info.bits[i + 1]}-bit:<br>whole bytes compress better",
+                           hovertext=BYTE_ALIGNED_NOTE.format(bits=bits, next=info.bits[i + 1]), showarrow=True,
+                           arrowhead=0, ax=-40, ay=-28, font={"size": 11, "color": BASELINE})
     fig.update_xaxes(tickvals=list(range(1, 9)), range=[0.7, 8.3])
     styled(fig, "Accuracy and size vs bits", "bits per weight")
+    top = max(info.size_kb, default=1.0) * 1.15
     fig.update_layout(
         yaxis={"title": "accuracy", "tickformat": ".0%"},
         yaxis2={"title": f"exported size, kB (fp32: {info.baseline[1]:.0f})", "overlaying": "y", "side": "right",
-                "rangemode": "tozero", "showgrid": False},
+                "range": [0, top], "tickmode": "auto", "nticks": 6, "showgrid": False},
     )
     return fig

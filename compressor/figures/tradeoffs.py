@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -160,6 +161,28 @@ def _group_colors(groups: Sequence[str]) -> dict[str, str]:
     return {group: palette[i % len(palette)] for i, group in enumerate(sorted(set(groups)))}
 
 
+AXIS_PAD = 0.06  # of the data's span, on each side: no point sits on the plot's edge
+
+
+def axis_range(values: Sequence[float], axis: Axis, pad: float = AXIS_PAD) -> list[float] | None:
+    """The axis range showing every value with room around it (log10 units on a log axis); accuracy is clamped
+    to [0, 100%], where a point at the limit still shows (markers are not clipped). None: nothing to show."""
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v) and (v > 0 or not axis.log)], float)
+    if finite.size == 0:
+        return None
+    data = np.log10(finite) if axis.log else finite
+    low, high = float(data.min()), float(data.max())
+    least = 1.0 if axis.log else 0.1 if axis.column == "accuracy" else max(abs(high) * 0.1, 0.01)  # ticks need room
+    if high - low < least:  # one point, or a few close ones: widen about their middle
+        middle = (low + high) / 2
+        low, high = middle - least / 2, middle + least / 2
+    span = high - low
+    low, high = low - pad * span, high + pad * span
+    if axis.column == "accuracy":
+        low, high = max(low, 0.0), min(high, 1.0)
+    return [low, high]
+
+
 def _plot_scatter(info: ScatterInfo, title: str, height: int) -> go.Figure:
     fig = go.Figure()
     others = [i for i in range(len(info.x)) if i not in info.baseline]
@@ -176,6 +199,7 @@ def _plot_scatter(info: ScatterInfo, title: str, height: int) -> go.Figure:
         name="Pareto front", line={"color": FRONT, "width": 2.5, "shape": info.front_shape},
         marker={"size": 17, "symbol": "circle-open", "color": FRONT, "line": {"width": 3}}, hoverinfo="skip",
     ))
+    fig.update_traces(cliponaxis=False)  # a point at 100% accuracy, the axis' end, is drawn whole
     if info.baseline:
         fig.add_trace(go.Scatter(
             x=[info.x[i] for i in info.baseline], y=[info.y[i] for i in info.baseline], mode="markers",
@@ -183,8 +207,9 @@ def _plot_scatter(info: ScatterInfo, title: str, height: int) -> go.Figure:
             hovertext=[info.hover[i] for i in info.baseline], hoverinfo="text",
         ))
     styled(fig, title, info.x_axis.title, info.y_axis.title, height=height)
-    for axis, update in ((info.x_axis, fig.update_xaxes), (info.y_axis, fig.update_yaxes)):
-        update(type="log" if axis.log else "linear", tickformat=axis.tickformat, dtick=LOG_TICKS if axis.log else None)
+    for axis, values, update in ((info.x_axis, info.x, fig.update_xaxes), (info.y_axis, info.y, fig.update_yaxes)):
+        update(type="log" if axis.log else "linear", tickformat=axis.tickformat, dtick=LOG_TICKS if axis.log else None,
+               range=axis_range(values, axis))
     fig.update_layout(hoverlabel={"align": "left"}, legend_title_text="points by page:" if info.paged else None)
     return fig
 
@@ -243,7 +268,8 @@ def _plot_3d(info: Scatter3dInfo, title: str, height: int) -> go.Figure:
         scene={
             "xaxis": {"title": {"text": "file bytes"}, "type": "log", "tickformat": size.tickformat, "dtick": LOG_TICKS},
             "yaxis": {"title": {"text": "latency × baseline"}, "tickformat": latency.tickformat},
-            "zaxis": {"title": {"text": "accuracy"}, "tickformat": accuracy.tickformat},
+            "zaxis": {"title": {"text": "accuracy"}, "tickformat": accuracy.tickformat,
+                      "range": axis_range(info.z, accuracy)},
             "aspectmode": "cube",
             "camera": {"eye": {"x": 1.6, "y": -1.6, "z": 0.8}},  # small files in front, accuracy up
         },

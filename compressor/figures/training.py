@@ -168,17 +168,18 @@ def comparison_info(accuracies: Mapping[str, float], reference: str = "one-shot"
 def recovery_comparison(accuracies: Mapping[str, float], reference: str = "one-shot",
                         baseline: float | None = None, height: int = 300) -> go.Figure:
     """Horizontal bars of accuracy per variant (the uncompressed baseline first, grey), each recovered one
-    labelled with its change against `reference` in points; the axis starts near the lowest, to show the gaps."""
+    labelled with its change against `reference` in points. The axis runs from 0 to 100%: bar lengths are
+    proportional to accuracy (an axis cut near the lowest bar would make a 1-point gap look like a doubling);
+    the gaps are in the labels."""
     info = comparison_info(accuracies, reference, baseline)
     others = iter(range(len(info.labels)))
     colours = [BASELINE if label == BASELINE_LABEL and baseline is not None else
                COMPRESSED if label == info.reference else run_colour(next(others)) for label in info.labels]
     text = [f"{a:.1%}" if c is None else f"{a:.1%}  ({c:+.1f} pts)" for a, c in zip(info.accuracy, info.change_points)]
-    low = min(info.accuracy)
     fig = go.Figure(
         go.Bar(x=info.accuracy, y=info.labels, orientation="h", marker_color=colours, text=text, textposition="inside",
                insidetextanchor="end", textfont={"color": "white"}, hovertemplate="%{y}: %{x:.2%}<extra></extra>"),
-        {"xaxis": {"range": [max(0.0, low - max(0.05, 0.6 * (1.0 - low))), 1.0], "tickformat": ".0%"},
+        {"xaxis": {"range": [0.0, 1.0], "tickformat": ".0%"},
          "yaxis": {"autorange": "reversed"}},
     )
     return styled(fig, f"What recovery wins back over {info.reference}", "accuracy", height=height)
