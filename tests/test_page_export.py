@@ -165,10 +165,12 @@ def test_from_the_app_the_most_recent_point_is_the_default(downloads):
     assert cz.Recipe.from_json(downloads["export_recipe"]["data"]) == recipe
 
 
-def test_a_recipe_of_hundreds_of_steps_exports_without_recursion_error():
+def test_the_longest_recipe_exports_and_a_longer_one_is_one_clear_error():
     at = AppTest.from_file(str(ROOT / PAGE), default_timeout=120).run()
     at.radio(key="export_source").set_value("A recipe (JSON)").run()
-    text = json.dumps({"steps": [{"type": "quantize", "bits": 8}] * 250})
+    at.text_area(key="export_recipe_text").input(json.dumps({"steps": [{"type": "quantize", "bits": 8}] * 400})).run()
+    assert not at.exception and len(at.error) == 1 and "64" in at.error[0].value
+    text = json.dumps({"steps": [{"type": "quantize", "bits": 8}] * 64})
     at.text_area(key="export_recipe_text").input(text).run()
     assert not at.exception and not at.error
     report, size = expected("digits-mlp", cz.Recipe.from_json(text))
