@@ -9,9 +9,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from compressor import fidelity
 from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
+from compressor.fidelity import Reference
 from compressor.latency import LatencyConfig, measure_latency
 from compressor.state import recipe_of
 
@@ -22,7 +24,8 @@ EVAL_BATCH = 1024  # inputs per forward pass while scoring accuracy
 class Report:
     """A compressed model next to its baseline. Accuracy values are fractions (0.97 = 97%)."""
 
-    metric: str  # "accuracy" (labelled data) or "agreement" (share of the baseline's predictions kept)
+    metric: str  # "accuracy" (labelled data), "agreement" (share of the baseline's predictions kept) or "cosine"
+    # (embedding models: accuracy is then the mean cosine similarity to the baseline's embeddings, see `fidelity`)
     accuracy: float
     baseline_accuracy: float
     accuracy_drop: float  # baseline_accuracy − accuracy
@@ -50,6 +53,7 @@ class Report:
     layers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # plain-language caveats: where a technique gives no speedup
     recipe: dict[str, Any] | None = None
+    fidelity: dict[str, Any] | None = None  # embedding models: compressor.fidelity.Fidelity as a dict, else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +67,7 @@ class Report:
         rows = [
             (self.metric, self.baseline_accuracy, self.accuracy),
             ("macro-F1", self.baseline_macro_f1, self.macro_f1),
+            *self._fidelity_rows(),
             ("parameters", self.baseline_params, self.params),
             ("non-zero parameters", self.baseline_params, self.nonzero_params),
             ("size (bytes)", self.baseline_dense_bytes, self.compressed_bytes),
@@ -71,6 +76,17 @@ class Report:
             ("latency (ms per batch)", self.baseline_latency_ms, self.latency_ms),
         ]
         return pd.DataFrame(rows, columns=["measure", "baseline", "compressed"]).set_index("measure")
+
+    def _fidelity_rows(self) -> list[tuple[str, float, float]]:
+        """Embedding models: worst cosine, top-k neighbour agreement and topic accuracy (macro-F1 is the topics')."""
+        if self.fidelity is None:
+            return []
+        f = self.fidelity
+        return [
+            ("worst cosine", 1.0, f["worst_cosine"]),
+            (f"top-{f['neighbours']} neighbour agreement", 1.0, f["neighbour_agreement"]),
+            ("topic accuracy", f["baseline_topic_accuracy"], f["topic_accuracy"]),
+        ]
 
 
 def predictions(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
@@ -102,22 +118,28 @@ def evaluate(
     baseline: nn.Module | None = None,
     latency: LatencyConfig | None = LatencyConfig(),
     recipe: dict[str, Any] | None = None,
+    reference: Reference | None = None,
 ) -> Report:
     """Measure `model` against `baseline` (default: itself) on the held-out split.
 
     With labels, accuracy is against them; without, "agreement" is the share of the baseline's predictions
     the model reproduces. latency=None skips timing (the report's latency fields are then None).
     recipe=None takes the recipe the model carries from `compress`, as `export` does, so sizes agree.
+    Embedding data (`data.kind == "embedding"`): metric "cosine", accuracy the mean cosine similarity to the
+    baseline's embeddings, macro-F1 the topics' (nearest centroid), all measures in `fidelity`;
+    `reference` (from `compressor.fidelity.reference(baseline, data)`) skips re-embedding with the baseline.
     """
     recipe = recipe if recipe is not None else recipe_of(model)
     baseline = model if baseline is None else baseline
     model.eval(), baseline.eval()
     test: Split = data.test
-    reference = predictions(baseline, test.X)
-    pred = reference if model is baseline else predictions(model, test.X)
-    target, metric = (test.y, "accuracy") if test.y is not None else (reference, "agreement")
-    accuracy, f1 = score(pred, target)
-    base_accuracy, base_f1 = score(reference, target)
+    if data.kind == "embedding":
+        found = fidelity.measure(model, data, reference if reference is not None else fidelity.reference(baseline, data))
+        metric, accuracy, base_accuracy, f1, base_f1 = (
+            "cosine", found.mean_cosine, 1.0, found.topic_macro_f1, found.baseline_topic_macro_f1)
+    else:
+        found = None
+        metric, accuracy, base_accuracy, f1, base_f1 = _classification(model, baseline, test)
 
     costs = layer_costs(model, data.example_input)
     base_totals = totals(layer_costs(baseline, data.example_input)) if baseline is not model else totals(costs)
@@ -158,7 +180,18 @@ def evaluate(
         layers=table,
         notes=_notes(table, own, base_totals, lat and base_lat.median_ms / lat.median_ms),
         recipe=recipe,
+        fidelity=None if found is None else found.to_dict(),
     )
+
+
+def _classification(model: nn.Module, baseline: nn.Module, test: Split) -> tuple[str, float, float, float, float]:
+    """Metric name, accuracy, baseline accuracy, macro-F1 and baseline macro-F1 of a classifier."""
+    reference = predictions(baseline, test.X)
+    pred = reference if model is baseline else predictions(model, test.X)
+    target, metric = (test.y, "accuracy") if test.y is not None else (reference, "agreement")
+    accuracy, f1 = score(pred, target)
+    base_accuracy, base_f1 = score(reference, target)
+    return metric, accuracy, base_accuracy, f1, base_f1
 
 
 def _layer_table(costs, layer_bytes: dict[str, int]) -> list[dict[str, Any]]:
