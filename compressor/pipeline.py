@@ -41,6 +41,9 @@ def _training_data(data: DataSplits | None, why: str) -> DataSplits:
 
 
 def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.Module:
+    if step.criterion == "taylor" and data is not None and data.kind == "embedding":
+        raise ValueError("criterion='taylor' needs a classification loss, but this model outputs embeddings; "
+                         "use criterion 'magnitude' or 'random'")
     if step.schedule == "agp":
         data = _training_data(data, "prune with schedule='agp' (gradual pruning)")
         pruned, _ = gradual_prune(model, step.amount, data.train, **step.agp_settings(), calibration=data.calibration,

@@ -16,7 +16,7 @@ import streamlit as st
 
 import compressor as cz
 from compressor.sweeps import sweep
-from ui.cache import recipe_key, sample
+from ui.cache import recipe_key, reference, sample
 
 CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the cache: show the bar from then on
 
@@ -25,7 +25,7 @@ CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the c
 def sweep_row(name: str, recipe_json: str) -> dict:
     """One configuration's headline numbers (no latency timing), as a row of `compressor.sweeps.sweep`."""
     s = sample(name)
-    return sweep(s.model, s.data, {"": cz.Recipe.from_json(recipe_json)}).iloc[0].drop("label").to_dict()
+    return sweep(s.model, s.data, {"": cz.Recipe.from_json(recipe_json)}, reference=reference(name)).iloc[0].drop("label").to_dict()
 
 
 def run_sweep(name: str, recipes: Mapping[str, cz.Recipe], message: str) -> pd.DataFrame:
