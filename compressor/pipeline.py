@@ -44,6 +44,9 @@ def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.M
     if step.criterion == "taylor" and data is not None and data.kind == "embedding":
         raise ValueError("criterion='taylor' needs a classification loss, but this model outputs embeddings; "
                          "use criterion 'magnitude' or 'random'")
+    if step.schedule == "agp" and data is not None and data.kind == "embedding":
+        raise ValueError("schedule='agp' fine-tunes on a classification loss, but this model outputs embeddings; "
+                         "prune in one shot, then add a finetune step (it distils the uncompressed embeddings)")
     if step.schedule == "agp":
         data = _training_data(data, "prune with schedule='agp' (gradual pruning)")
         pruned, _ = gradual_prune(model, step.amount, data.train, **step.agp_settings(), calibration=data.calibration,

@@ -10,7 +10,7 @@ from ui import cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
 from ui.session import model_picker
-from ui.sweeps import run_sweep
+from ui.sweeps import run_sweep, sweep_wanted
 
 AMOUNTS = [round(0.05 * i, 2) for i in range(20)] + [0.99]  # slider stops: 0%, 5%, ..., 95%, 99%
 SWEEP_AMOUNTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # per criterion, for the curve
@@ -21,6 +21,9 @@ st.set_page_config(page_title="Pruning · Compression Lab", page_icon="✂️", 
 name = model_picker()
 
 
+criteria = [c for c in CRITERIA if not (c == "taylor" and cache.is_embedding(name))]  # Taylor needs a class loss
+
+
 def controls() -> cz.Prune:
     """The sidebar controls, read into one pruning step."""
     with st.sidebar:
@@ -29,7 +32,7 @@ def controls() -> cz.Prune:
             "Amount pruned", AMOUNTS, value=0.5, key="prune_amount", format_func=lambda a: f"{a:.0%}",
             help="Fraction of the weights set to zero (unstructured) or of the output channels removed (structured).",
         )
-        criterion = st.radio("Criterion", list(CRITERIA), format_func=CRITERIA.get, key="prune_criterion", horizontal=True,
+        criterion = st.radio("Criterion", criteria, format_func=CRITERIA.get, key="prune_criterion", horizontal=True,
                              help="How a weight's importance is scored; the lowest scores are pruned.")
         scope = st.radio("Scope", list(SCOPES), format_func=SCOPES.get, key="prune_scope", horizontal=True,
                          help="Per layer: every layer loses the same fraction. Global: one ranking over all layers.")
@@ -65,7 +68,7 @@ def describe(step: cz.Prune) -> str:
 
 
 step = controls()
-recovery = training.recovery_controls("prune", "pruning", gradual=not step.structured)
+recovery = training.recovery_controls("prune", "pruning", gradual=not step.structured and not cache.is_embedding(name))
 recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
     if step.structured and not channel_prunable(name):
@@ -99,24 +102,25 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a)) for c in CRITERIA for a in SWEEP_AMOUNTS}
-    with user_errors():
-        table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
-    table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
-    figure = amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
-    if recovery is not None:
-        if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
-                     key="prune_ft_sweep",
-                     help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
-            ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
-            with user_errors():
-                curve = training.recovered_sweep(name, ft, "Training one model per amount")
-            label = training.GRADUAL if recovery.gradual else training.FINE_TUNED
-            add_recovered(figure, list(curve), list(curve.values()), f"{step.criterion}, {label}",
-                          run_colour(list(recovery_runs(step, recovery)).index(label)))  # its colour in the curves
-        for i, (label, result) in enumerate(recovered.items()):
-            add_recovered(figure, [step.amount], [result.report.accuracy], label, run_colour(i), current=True)
-    st.plotly_chart(figure, width="stretch", key="prune_sweep_chart")
+    if sweep_wanted(name, len(criteria) * len(SWEEP_AMOUNTS), key="prune_heavy_sweep"):
+        grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a)) for c in criteria for a in SWEEP_AMOUNTS}
+        with user_errors():
+            table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
+        table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
+        figure = amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
+        if recovery is not None:
+            if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
+                         key="prune_ft_sweep",
+                         help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
+                ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
+                with user_errors():
+                    curve = training.recovered_sweep(name, ft, "Training one model per amount")
+                label = training.GRADUAL if recovery.gradual else training.FINE_TUNED
+                add_recovered(figure, list(curve), list(curve.values()), f"{step.criterion}, {label}",
+                              run_colour(list(recovery_runs(step, recovery)).index(label)))  # its colour in the curves
+            for i, (label, result) in enumerate(recovered.items()):
+                add_recovered(figure, [step.amount], [result.report.accuracy], label, run_colour(i), current=True)
+        st.plotly_chart(figure, width="stretch", key="prune_sweep_chart")
     notes(report)
 with right:
     st.markdown(

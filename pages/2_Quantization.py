@@ -11,7 +11,7 @@ from ui import cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
 from ui.session import model_picker
-from ui.sweeps import run_sweep
+from ui.sweeps import run_sweep, sweep_wanted
 
 SWEEP_BITS = tuple(range(1, 9))
 SCHEMES = {"affine": "affine (min–max)", "symmetric": "symmetric (±max)"}
@@ -85,22 +85,23 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-    grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
-    with user_errors():
-        table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
-    table = table.assign(bits=list(grid))
-    figure = bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
-                        baseline.compressed_bytes)
-    if recovery is not None:
-        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
-                     help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
-            qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
-            with user_errors():
-                curve = training.recovered_sweep(name, qat, "Training one model per bit width")
-            add_recovered(figure, list(curve), list(curve.values()), "QAT curve", run_colour(0))
-        for i, (label, result) in enumerate(recovered.items()):
-            add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
-    st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
+    if sweep_wanted(name, len(SWEEP_BITS), key="quant_heavy_sweep"):
+        grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
+        with user_errors():
+            table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
+        table = table.assign(bits=list(grid))
+        figure = bits_sweep(table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy,
+                            baseline.compressed_bytes)
+        if recovery is not None:
+            if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key="quant_ft_sweep",
+                         help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
+                qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
+                with user_errors():
+                    curve = training.recovered_sweep(name, qat, "Training one model per bit width")
+                add_recovered(figure, list(curve), list(curve.values()), "QAT curve", run_colour(0))
+            for i, (label, result) in enumerate(recovered.items()):
+                add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
+        st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
     notes(report)
 with right:
     st.markdown(

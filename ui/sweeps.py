@@ -16,7 +16,7 @@ import streamlit as st
 
 import compressor as cz
 from compressor.sweeps import sweep
-from ui.cache import recipe_key, reference, sample
+from ui.cache import is_embedding, recipe_key, reference, sample
 
 CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the cache: show the bar from then on
 
@@ -45,3 +45,18 @@ def run_sweep(name: str, recipes: Mapping[str, cz.Recipe], message: str) -> pd.D
     finally:
         slot.empty()
     return pd.DataFrame(rows)
+
+
+SECONDS_PER_HEAVY_POINT = 15  # a minilm-l6 configuration on this 2-core server: compress, embed, encode the file
+
+
+def sweep_wanted(name: str, count: int, key: str) -> bool:
+    """Whether to run a page's sweep now: always for the small samples; on request for an embedding model.
+
+    A minilm-l6 point takes seconds (compress, embed the held-out sentences, write the file), so its sweep
+    waits for a toggle that says how long it will take; computed points are cached for every session.
+    """
+    if not is_embedding(name):
+        return True
+    return st.toggle(f"Compute the sweep ({count} configurations, about {count * SECONDS_PER_HEAVY_POINT // 60 + 1} "
+                     "min the first time, then cached for everyone)", key=key)
