@@ -64,15 +64,23 @@ class SentenceEncoder(nn.Module):
         return F.normalize(pooled, p=2, dim=1)
 
 
-def build_encoder() -> SentenceEncoder:
-    """all-MiniLM-L6-v2 with its pretrained weights, in eval mode (read from the package, nothing downloaded)."""
-    _offline()
-    from transformers import BertModel
+UNUSED = ("pooler.", "embeddings.position_ids")  # the pooler sentence-transformers ignores; a constant buffer
 
-    bert = BertModel.from_pretrained(
-        model_dir(), local_files_only=True, use_safetensors=True, trust_remote_code=False,
-        add_pooling_layer=False, attn_implementation="sdpa",
-    )
+
+def build_encoder() -> SentenceEncoder:
+    """all-MiniLM-L6-v2 with its pretrained weights, in eval mode (read from the package, nothing downloaded).
+
+    The architecture comes from the package's config.json, the weights from its model.safetensors (safetensors
+    only: no pickle is ever read), loaded strictly: every parameter of the encoder must be in the file.
+    """
+    _offline()
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_pretrained(model_dir(), local_files_only=True, attn_implementation="sdpa")
+    bert = BertModel(config, add_pooling_layer=False)
+    state = {k: v for k, v in load_file(model_dir() / "model.safetensors").items() if not k.startswith(UNUSED)}
+    bert.load_state_dict(state, strict=True)
     return SentenceEncoder(bert).eval()
 
 
