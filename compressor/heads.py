@@ -187,7 +187,8 @@ def prune_transformer(
     `layers` names/globs are split: those matching an attention block or its projections select heads to prune
     (`prune_heads`), the rest select layers for `structured.prune_channels` (for BERT: the FFN's intermediate
     dense layers, whose output dense layers lose the same columns); layers=None prunes both at `amount`.
-    `settings`: norm, criterion, scope, data, seed as for `prune_channels`.
+    `settings`: norm, criterion, scope, data, seed as for `prune_channels`; heads are always ranked within their
+    block (scope applies to the channel groups).
     """
     from compressor.structured import prune_channels
 
