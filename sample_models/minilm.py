@@ -56,8 +56,7 @@ class SentenceEncoder(nn.Module):
         if attention_mask is None:
             attention_mask = (input_ids != PAD_ID).long()
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
-            width = max(int(attention_mask.sum(dim=1).max()), 1)  # longest sentence in the batch
-            input_ids, attention_mask = input_ids[:, :width], attention_mask[:, :width]
+            input_ids, attention_mask = trim_padding(input_ids, attention_mask)
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)  # (B, D)
@@ -65,6 +64,18 @@ class SentenceEncoder(nn.Module):
 
 
 UNUSED = ("pooler.", "embeddings.position_ids")  # the pooler sentence-transformers ignores; a constant buffer
+
+
+def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch cut to its longest sentence: (ids, mask) without the columns that are padding in every row.
+
+    Use it to make example inputs at the batch's real sequence length (e.g. for ONNX export or timing).
+    """
+    if attention_mask is None:
+        attention_mask = (input_ids != PAD_ID).long()
+    width = max(int(attention_mask.sum(dim=1).max()), 1)  # longest sentence in the batch
+    return input_ids[:, :width], attention_mask[:, :width]
 
 
 def build_encoder() -> SentenceEncoder:
