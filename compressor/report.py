@@ -13,7 +13,6 @@ from compressor import fidelity
 from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
-from compressor.fidelity import Reference
 from compressor.latency import LatencyConfig, measure_latency
 from compressor.state import recipe_of
 
@@ -118,7 +117,7 @@ def evaluate(
     baseline: nn.Module | None = None,
     latency: LatencyConfig | None = LatencyConfig(),
     recipe: dict[str, Any] | None = None,
-    reference: Reference | None = None,
+    reference: fidelity.Reference | None = None,
 ) -> Report:
     """Measure `model` against `baseline` (default: itself) on the held-out split.
 
