@@ -47,9 +47,6 @@ def run_sweep(name: str, recipes: Mapping[str, cz.Recipe], message: str) -> pd.D
     return pd.DataFrame(rows)
 
 
-SECONDS_PER_HEAVY_POINT = 15  # a minilm-l6 configuration on this 2-core server: compress, embed, encode the file
-
-
 def sweep_wanted(name: str, count: int, key: str) -> bool:
     """Whether to run a page's sweep now: always for the small samples; on request for an embedding model.
 
@@ -58,5 +55,7 @@ def sweep_wanted(name: str, count: int, key: str) -> bool:
     """
     if not is_embedding(name):
         return True
-    return st.toggle(f"Compute the sweep ({count} configurations, about {count * SECONDS_PER_HEAVY_POINT // 60 + 1} "
-                     "min the first time, then cached for everyone)", key=key)
+    return st.toggle(f"Compute the sweep ({count} configurations of seconds each the first time, then cached "
+                     "for everyone)", key=key,
+                     help="Each point compresses the 22.7M-parameter model, embeds the held-out sentences and "
+                          "writes its file; a progress bar shows how far it got.")
