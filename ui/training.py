@@ -234,7 +234,7 @@ def outcome_report(outcome: Trained) -> cz.Report:
     if outcome.report is None:
         s = cache.sample(outcome.name)
         outcome.report = cz.evaluate(outcome.model, s.data, baseline=s.model, latency=None,
-                                     reference=cache.reference(name))
+                                     reference=cache.reference(outcome.name))
     return outcome.report
 
 
