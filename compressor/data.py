@@ -29,6 +29,7 @@ class DataSplits:
     train: Split
     calibration: Split
     test: Split
+    kind: str = "classification"  # "classification": outputs are logits; "embedding": outputs are sentence embeddings
 
     @property
     def example_input(self) -> torch.Tensor:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from torch import nn
 
 from compressor.data import DataSplits
+from compressor.embedding_training import finetune_embeddings
+from compressor.heads import attention_blocks, prune_transformer
 from compressor.low_rank import low_rank
 from compressor.pruning import prune
 from compressor.quantization import quantize
@@ -39,6 +41,12 @@ def _training_data(data: DataSplits | None, why: str) -> DataSplits:
 
 
 def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.Module:
+    if step.criterion == "taylor" and data is not None and data.kind == "embedding":
+        raise ValueError("criterion='taylor' needs a classification loss, but this model outputs embeddings; "
+                         "use criterion 'magnitude' or 'random'")
+    if step.schedule == "agp" and data is not None and data.kind == "embedding":
+        raise ValueError("schedule='agp' fine-tunes on a classification loss, but this model outputs embeddings; "
+                         "prune in one shot, then add a finetune step (it distils the uncompressed embeddings)")
     if step.schedule == "agp":
         data = _training_data(data, "prune with schedule='agp' (gradual pruning)")
         pruned, _ = gradual_prune(model, step.amount, data.train, **step.agp_settings(), calibration=data.calibration,
@@ -50,6 +58,8 @@ def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.M
         return prune(model, **common)
     if data is None:
         raise ValueError("structured pruning needs an example input to trace layer shapes; pass data")
+    if attention_blocks(model):
+        return prune_transformer(model, example_input=data.example_input, norm=step.norm, **common)
     return prune_channels(model, example_input=data.example_input, norm=step.norm, **common)
 
 
@@ -64,6 +74,9 @@ def _apply_low_rank(model: nn.Module, step: LowRank, data: DataSplits | None) ->
 
 def _apply_finetune(model: nn.Module, step: Finetune, data: DataSplits | None) -> nn.Module:
     data = _training_data(data, "finetune")
+    if data.kind == "embedding":  # distil the uncompressed model's embeddings (embedding_training.py)
+        tuned, _ = finetune_embeddings(model, data.train, **step.settings(), layers=step.layers)
+        return tuned
     tuned, _ = finetune(model, data.train, **step.settings(), layers=step.layers)
     return tuned
 

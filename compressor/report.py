@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from compressor import fidelity
 from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
@@ -27,7 +28,8 @@ EVAL_BATCH = 1024  # inputs per forward pass while scoring accuracy
 class Report:
     """A compressed model next to its baseline. Accuracy values are fractions (0.97 = 97%)."""
 
-    metric: str  # "accuracy" (labelled data) or "agreement" (share of the baseline's predictions kept)
+    metric: str  # "accuracy" (labelled data), "agreement" (share of the baseline's predictions kept) or "cosine"
+    # (embedding models: accuracy is then the mean cosine similarity to the baseline's embeddings, see `fidelity`)
     accuracy: float
     baseline_accuracy: float
     accuracy_drop: float  # baseline_accuracy − accuracy
@@ -58,6 +60,7 @@ class Report:
     layers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # plain-language caveats: where a technique gives no speedup
     recipe: dict[str, Any] | None = None
+    fidelity: dict[str, Any] | None = None  # embedding models: compressor.fidelity.Fidelity as a dict, else None
     deployment: Deployment | None = None  # ONNX Runtime measurement (compressor.deploy.with_deployment), if taken
 
     @property
@@ -84,6 +87,7 @@ class Report:
         rows = [
             (self.metric, self.baseline_accuracy, self.accuracy),
             ("macro-F1", self.baseline_macro_f1, self.macro_f1),
+            *self._fidelity_rows(),
             ("parameters", self.baseline_params, self.params),
             ("non-zero parameters", self.baseline_params, self.nonzero_params),
             ("size (bytes)", self.baseline_dense_bytes, self.compressed_bytes),
@@ -97,6 +101,17 @@ class Report:
                 ("deployed latency (ms per batch)", self.deployed_baseline_latency_ms, self.deployed_latency_ms),
             ]
         return pd.DataFrame(rows, columns=["measure", "baseline", "compressed"]).set_index("measure")
+
+    def _fidelity_rows(self) -> list[tuple[str, float, float]]:
+        """Embedding models: worst cosine, top-k neighbour agreement and topic accuracy (macro-F1 is the topics')."""
+        if self.fidelity is None:
+            return []
+        f = self.fidelity
+        return [
+            ("worst cosine", 1.0, f["worst_cosine"]),
+            (f"top-{f['neighbours']} neighbour agreement", 1.0, f["neighbour_agreement"]),
+            ("topic accuracy", f["baseline_topic_accuracy"], f["topic_accuracy"]),
+        ]
 
 
 def predictions(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
@@ -128,6 +143,7 @@ def evaluate(
     baseline: nn.Module | None = None,
     latency: LatencyConfig | None = LatencyConfig(),
     recipe: dict[str, Any] | None = None,
+    reference: fidelity.Reference | None = None,
 ) -> Report:
     """Measure `model` against `baseline` (default: itself) on the held-out split.
 
@@ -137,22 +153,28 @@ def evaluate(
     Timing flushes denormals (see `latency.py`); the notes say so when either model holds subnormal weights.
     The models are switched to eval mode for the measurement and left in their own modes afterwards.
     recipe=None takes the recipe the model carries from `compress`, as `export` does, so sizes agree.
+    Embedding data (`data.kind == "embedding"`): metric "cosine", accuracy the mean cosine similarity to the
+    baseline's embeddings, macro-F1 the topics' (nearest centroid), all measures in `fidelity`;
+    `reference` (from `compressor.fidelity.reference(baseline, data)`) skips re-embedding with the baseline.
     """
     recipe = recipe if recipe is not None else recipe_of(model)
     baseline = model if baseline is None else baseline
     with _eval_mode(model, baseline):
-        return _measure(model, data, baseline, latency, recipe)
+        return _measure(model, data, baseline, latency, recipe, reference)
 
 
 def _measure(
-    model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig | None, recipe: dict[str, Any] | None
+    model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig | None, recipe: dict[str, Any] | None,
+    reference: fidelity.Reference | None,
 ) -> Report:
     test: Split = data.test
-    reference = predictions(baseline, test.X)
-    pred = reference if model is baseline else predictions(model, test.X)
-    target, metric = (test.y, "accuracy") if test.y is not None else (reference, "agreement")
-    accuracy, f1 = score(pred, target)
-    base_accuracy, base_f1 = score(reference, target)
+    if data.kind == "embedding":
+        found = fidelity.measure(model, data, reference if reference is not None else fidelity.reference(baseline, data))
+        metric, accuracy, base_accuracy, f1, base_f1 = (
+            "cosine", found.mean_cosine, 1.0, found.topic_macro_f1, found.baseline_topic_macro_f1)
+    else:
+        found = None
+        metric, accuracy, base_accuracy, f1, base_f1 = _classification(model, baseline, test)
 
     costs = layer_costs(model, data.example_input)
     base_totals = totals(layer_costs(baseline, data.example_input)) if baseline is not model else totals(costs)
@@ -200,6 +222,7 @@ def _measure(
         layers=table,
         notes=_notes(table, own, base_totals, speedup) + _subnormal_notes(subnormal, base_subnormal, lat),
         recipe=recipe,
+        fidelity=None if found is None else found.to_dict(),
     )
 
 
@@ -235,6 +258,16 @@ def subnormal_count(model: nn.Module) -> int:
         if p.is_floating_point():
             count += int(((p != 0) & (p.abs() < torch.finfo(p.dtype).tiny)).sum())
     return count
+
+
+def _classification(model: nn.Module, baseline: nn.Module, test: Split) -> tuple[str, float, float, float, float]:
+    """Metric name, accuracy, baseline accuracy, macro-F1 and baseline macro-F1 of a classifier."""
+    reference = predictions(baseline, test.X)
+    pred = reference if model is baseline else predictions(model, test.X)
+    target, metric = (test.y, "accuracy") if test.y is not None else (reference, "agreement")
+    accuracy, f1 = score(pred, target)
+    base_accuracy, base_f1 = score(reference, target)
+    return metric, accuracy, base_accuracy, f1, base_f1
 
 
 def _layer_table(costs, layer_bytes: dict[str, int]) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ import pandas as pd
 from torch import nn
 
 from compressor.data import DataSplits
+from compressor.fidelity import Reference
+from compressor.fidelity import reference as fidelity_reference
 from compressor.latency import LatencyConfig
 from compressor.pipeline import RecipeLike, as_recipe, compress
 from compressor.report import Report, evaluate
@@ -36,15 +38,20 @@ def sweep(
     recipes: Mapping[Any, RecipeLike],
     latency: LatencyConfig | None = None,
     progress: Callable[[float, str], None] | None = None,
+    reference: Reference | None = None,
 ) -> pd.DataFrame:
     """One row per labelled recipe: its report's headline numbers and the recipe as JSON.
 
     `progress(fraction_done, label)` is called after each configuration (the app drives st.progress with it).
+    Embedding data: the baseline's embeddings (`reference`) are computed once for all rows unless given.
     """
+    if data.kind == "embedding" and reference is None:
+        reference = fidelity_reference(model, data)
     rows = []
     for i, (label, recipe) in enumerate(recipes.items()):
         recipe = as_recipe(recipe)
-        report = evaluate(compress(model, recipe, data), data, baseline=model, latency=latency, recipe=recipe.to_dict())
+        report = evaluate(compress(model, recipe, data), data, baseline=model, latency=latency, recipe=recipe.to_dict(),
+                          reference=reference)
         rows.append({"label": label, **summary(report), "recipe": recipe.canonical_json()})
         if progress is not None:
             progress((i + 1) / len(recipes), str(label))

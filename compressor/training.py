@@ -226,6 +226,7 @@ def fit(
     layers: Sequence[str] | None = None,
     progress: Progress | None = None,
     should_stop: StopCheck | None = None,
+    classifies: bool = True,
 ) -> tuple[nn.Module, History]:
     """Train a copy of `model` on `data` to minimise `objective`, compression held; the loop behind every trainer.
 
@@ -233,6 +234,7 @@ def fit(
     of `batch_size`, with one Adam step per batch. The history's loss and train accuracy are averages over the
     epoch's batches as they were trained (as Keras reports them); test accuracy is measured after the epoch.
     An epoch cut short by `should_stop` is recorded with a fractional epoch number.
+    classifies=False (outputs are not class scores, e.g. embeddings): the history has epoch and loss only.
     """
     data = check_labelled(data)
     if test is not None:
@@ -264,12 +266,14 @@ def fit(
                 loss.backward()
                 optimizer.step()
                 total_loss += loss.item() * len(batch)
-                correct += int((logits.detach().argmax(dim=-1) == data.y[batch]).sum())
+                if classifies:
+                    correct += int((logits.detach().argmax(dim=-1) == data.y[batch]).sum())
                 seen, steps = seen + len(batch), steps + 1
             if steps:
-                record = {"epoch": epoch + steps / steps_per_epoch, "loss": total_loss / seen,
-                          "train_accuracy": correct / seen}
-                if test is not None:
+                record = {"epoch": epoch + steps / steps_per_epoch, "loss": total_loss / seen}
+                if classifies:
+                    record["train_accuracy"] = correct / seen
+                if test is not None and classifies:
                     record["test_accuracy"] = accuracy(new.eval(), test)
                 history.append(record)
                 if progress is not None:

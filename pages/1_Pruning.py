@@ -10,15 +10,18 @@ from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
 from ui.session import model_picker, one_of, persistent
-from ui.sweeps import run_sweep
+from ui.sweeps import run_sweep, sweep_wanted
 
 AMOUNT = cz.Prune.spec("amount")
 AMOUNTS = sorted({round(0.05 * i, 2) for i in range(int(AMOUNT.high / 0.05) + 1)} | {AMOUNT.high})  # 0%, 5%, ..., 99%
 SWEEP_AMOUNTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # per criterion, for the curve
-CRITERIA = cz.Prune.spec("criterion")
+CRITERIA, SCOPE = cz.Prune.spec("criterion"), cz.Prune.spec("scope")
 
 st.set_page_config(page_title="Pruning · Compression Lab", page_icon="✂️", layout="wide")
 name = model_picker()
+
+
+criteria = [c for c in CRITERIA.choices if not (c == "taylor" and cache.is_embedding(name))]  # Taylor needs a class loss
 
 
 def controls() -> cz.Prune:
@@ -28,10 +31,10 @@ def controls() -> cz.Prune:
         amount = st.select_slider("Amount pruned", AMOUNTS, key=persistent("prune_amount", AMOUNT.default, one_of(AMOUNTS)),
                                   format_func=lambda a: f"{a:.0%}", help=AMOUNT.help)
         settings = {"amount": amount}
-        for name, label in (("criterion", "Criterion"), ("scope", "Scope")):
+        for name, label, choices in (("criterion", "Criterion", criteria), ("scope", "Scope", SCOPE.choices)):
             spec = cz.Prune.spec(name)
-            settings[name] = st.radio(label, spec.choices, format_func=spec.label, horizontal=True, help=spec.help,
-                                      key=persistent(f"prune_{name}", spec.default, one_of(spec.choices)))
+            settings[name] = st.radio(label, choices, format_func=spec.label, horizontal=True, help=spec.help,
+                                      key=persistent(f"prune_{name}", spec.default, one_of(choices)))
         settings["structured"] = st.toggle("Structured (remove whole channels)", key=persistent("prune_structured", False),
                                            help=cz.Prune.spec("structured").help)
         if settings["structured"]:
@@ -59,7 +62,7 @@ def recovery_runs(step: cz.Prune, recovery: training.Recovery) -> dict[str, cz.R
 
 
 step = controls()
-recovery = training.recovery_controls("prune", "pruning", gradual=not step.structured)
+recovery = training.recovery_controls("prune", "pruning", gradual=not step.structured and not cache.is_embedding(name))
 recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
     if step.structured and not channel_prunable(name):
@@ -93,30 +96,30 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
-
-    def sweep_figure():
-        grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a))
-                for c in CRITERIA.choices for a in SWEEP_AMOUNTS}
-        with user_errors():
-            table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
-        table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
-        return amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
-
-    figure = figure_cache.shared(("prune_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
-    if recovery is not None:
-        figure = figure_cache.private_copy(figure)
-        if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
-                     key=persistent("prune_ft_sweep", False),
-                     help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
-            ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
+    if sweep_wanted(name, len(criteria) * len(SWEEP_AMOUNTS), key=persistent("prune_heavy_sweep", False)):
+        def sweep_figure():
+            grid = {(c, a): build_recipe(dataclasses.replace(step, criterion=c, amount=a))
+                    for c in criteria for a in SWEEP_AMOUNTS}
             with user_errors():
-                curve = training.recovered_sweep(name, ft, "Training one model per amount")
-            label = training.GRADUAL if recovery.gradual else training.FINE_TUNED
-            add_recovered(figure, list(curve), list(curve.values()), f"{step.criterion}, {label}",
-                          run_colour(list(recovery_runs(step, recovery)).index(label)))  # its colour in the curves
-        for i, (label, result) in enumerate(recovered.items()):
-            add_recovered(figure, [step.amount], [result.report.accuracy], label, run_colour(i), current=True)
-    st.plotly_chart(figure, width="stretch", key="prune_sweep_chart")
+                table = run_sweep(name, {f"{c} {a:.0%}": r for (c, a), r in grid.items()}, "Sweeping amount × criterion")
+            table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
+            return amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
+
+        figure = figure_cache.shared(("prune_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
+        if recovery is not None:
+            figure = figure_cache.private_copy(figure)
+            if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",
+                         key=persistent("prune_ft_sweep", False),
+                         help=f"Trains one model per amount ({recovery.describe()}); cached, so once per setting."):
+                ft = {a: build_recipe(dataclasses.replace(step, amount=a), recovery) for a in SWEEP_AMOUNTS}
+                with user_errors():
+                    curve = training.recovered_sweep(name, ft, "Training one model per amount")
+                label = training.GRADUAL if recovery.gradual else training.FINE_TUNED
+                add_recovered(figure, list(curve), list(curve.values()), f"{step.criterion}, {label}",
+                              run_colour(list(recovery_runs(step, recovery)).index(label)))  # its colour in the curves
+            for i, (label, result) in enumerate(recovered.items()):
+                add_recovered(figure, [step.amount], [result.report.accuracy], label, run_colour(i), current=True)
+        st.plotly_chart(figure, width="stretch", key="prune_sweep_chart")
     notes(report)
 with right:
     st.markdown(

@@ -13,7 +13,7 @@ from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
 from ui.session import in_range, model_picker, one_of, persistent
-from ui.sweeps import run_sweep
+from ui.sweeps import run_sweep, sweep_wanted
 
 BITS = cz.Quantize.spec("bits")
 SWEEP_BITS = tuple(range(int(BITS.low), int(BITS.high) + 1))
@@ -86,30 +86,31 @@ with headline:
 
 left, right = st.columns([3, 2])
 with left:
+    if sweep_wanted(name, len(SWEEP_BITS), key=persistent("quant_heavy_sweep", False)):
 
-    def sweep_figure():
-        """The bits sweep, and which widths make a larger file than the next (both cached with the figure)."""
-        grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
-        with user_errors():
-            table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
-        table = table.assign(bits=list(grid))
-        args = (table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy, baseline.compressed_bytes)
-        return bits_sweep(*args), bits_sweep_info(*args).larger_than_next
-
-    figure, larger_than_next = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # step decides the grid
-    if recovery is not None:
-        figure = figure_cache.private_copy(figure)
-        if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),
-                     help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
-            qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
+        def sweep_figure():
+            """The bits sweep, and which widths make a larger file than the next (both cached with the figure)."""
+            grid = {bits: build_recipe(dataclasses.replace(step, bits=bits)) for bits in SWEEP_BITS}
             with user_errors():
-                curve = training.recovered_sweep(name, qat, "Training one model per bit width")
-            add_recovered(figure, list(curve), list(curve.values()), "QAT curve", run_colour(0))
-        for i, (label, result) in enumerate(recovered.items()):
-            add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
-    st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
-    for bits in larger_than_next:
-        st.caption(f"Why is the {BYTE_ALIGNED_NOTE.format(bits=bits, next=bits + 1)}.")
+                table = run_sweep(name, {f"{bits} bits": r for bits, r in grid.items()}, "Sweeping bits")
+            table = table.assign(bits=list(grid))
+            args = (table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy, baseline.compressed_bytes)
+            return bits_sweep(*args), bits_sweep_info(*args).larger_than_next
+
+        figure, larger_than_next = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # step decides the grid
+        if recovery is not None:
+            figure = figure_cache.private_copy(figure)
+            if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),
+                         help=f"Trains one model per bit width ({recovery.describe()}); cached, so once per setting."):
+                qat = {bits: build_recipe(dataclasses.replace(step, bits=bits), recovery) for bits in SWEEP_BITS}
+                with user_errors():
+                    curve = training.recovered_sweep(name, qat, "Training one model per bit width")
+                add_recovered(figure, list(curve), list(curve.values()), "QAT curve", run_colour(0))
+            for i, (label, result) in enumerate(recovered.items()):
+                add_recovered(figure, [step.bits], [result.report.accuracy], label, run_colour(i), current=True)
+        st.plotly_chart(figure, width="stretch", key="quant_sweep_chart")
+        for bits in larger_than_next:
+            st.caption(f"Why is the {BYTE_ALIGNED_NOTE.format(bits=bits, next=bits + 1)}.")
     notes(report)
 with right:
     st.markdown(

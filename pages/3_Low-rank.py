@@ -8,7 +8,7 @@ from compressor.low_rank import factorizable_layers, rank_plan, singular_values
 from ui import cache, points
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.session import in_range, model_picker, one_of, persistent
-from ui.sweeps import run_sweep
+from ui.sweeps import run_sweep, sweep_wanted
 
 RULES = {"rank ratio": "rank_ratio", "energy": "energy"}  # radio label -> LowRank field
 RATIO, ENERGY = LowRank.spec("rank_ratio"), LowRank.spec("energy")
@@ -95,19 +95,20 @@ with right:
     st.caption("A spectrum that falls steeply holds its energy in a few directions: that layer can be cut early. "
                "A flat one loses accuracy at every cut.")
 
-sweep_recipes = {f"{series} {v:g}": Recipe((LowRank(**{RULES[series]: v}, layers=selection),))
-                 for series, values in SWEEP.items() for v in values}
-table = run_sweep(name, sweep_recipes, "Sweeping rank ratio and energy")
-table["series"] = [label.rsplit(" ", 1)[0] for label in table["label"]]
-table["label"] = [label.rsplit(" ", 1)[1] for label in table["label"]]
-st.plotly_chart(
-    accuracy_vs_params(
-        table,
-        current=SweepPoint(report.params, report.accuracy, f"this setting ({rule} {value:g})"),
-        baseline=SweepPoint(report.baseline_params, report.baseline_accuracy, "uncompressed"),
-        metric=report.metric,
-    ),
-    width="stretch", key="lowrank_sweep",
-)
+if sweep_wanted(name, sum(len(v) for v in SWEEP.values()), key="lowrank_heavy_sweep"):
+    sweep_recipes = {f"{series} {v:g}": Recipe((LowRank(**{RULES[series]: v}, layers=selection),))
+                     for series, values in SWEEP.items() for v in values}
+    table = run_sweep(name, sweep_recipes, "Sweeping rank ratio and energy")
+    table["series"] = [label.rsplit(" ", 1)[0] for label in table["label"]]
+    table["label"] = [label.rsplit(" ", 1)[1] for label in table["label"]]
+    st.plotly_chart(
+        accuracy_vs_params(
+            table,
+            current=SweepPoint(report.params, report.accuracy, f"this setting ({rule} {value:g})"),
+            baseline=SweepPoint(report.baseline_params, report.baseline_accuracy, "uncompressed"),
+            metric=report.metric,
+        ),
+        width="stretch", key="lowrank_sweep",
+    )
 st.caption("Each point factorizes the chosen layers at one setting (accuracy measured on held-out data). Points right "
            "of the dashed line store more parameters than the uncompressed model.")

@@ -26,6 +26,12 @@ st.markdown(
     "latency), and unstructured zeros run through dense kernels either way."
 )
 
+if cache.is_embedding(name):
+    st.info(f"{name} outputs sentence embeddings: its **accuracy** axis and columns show the **mean cosine similarity** "
+            "to the uncompressed model's embeddings of the held-out sentences (fidelity, 100% = unchanged); the "
+            "other fidelity measures are in each page's headline. Each new point takes seconds on this server.",
+            icon="🧭")
+
 count = len(points.table(name))
 if count < FEW_POINTS:
     st.info(

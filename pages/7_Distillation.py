@@ -20,6 +20,13 @@ AUTO_TRAIN_S = 2.0  # train without a click when earlier runs on this server say
 
 st.set_page_config(page_title="Distillation · Compression Lab", page_icon="🎓", layout="wide")
 name = model_picker()
+if cache.is_embedding(name):  # students here are classifiers trained on logits; an encoder needs its own student
+    st.title("🎓 Distillation")
+    st.info(f"{name} is a sentence encoder: this page's students learn a classifier's softened logits, so it has "
+            "no student for it. Its distillation is on the Pruning, Quantization and Pipeline pages: turn on "
+            "fine-tuning and the compressed encoder learns to reproduce the uncompressed embeddings "
+            "(loss 1 − cosine).", icon="🧭")
+    st.stop()
 
 
 def controls() -> students.Settings:

@@ -18,7 +18,9 @@ from torch import nn
 
 from compressor.data import DataSplits, Sample
 from sample_models.architectures import DigitsCNN, DigitsMLP
+from sample_models import minilm
 from sample_models.data import digits_splits
+from sample_models.sentences import sentence_splits
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -30,11 +32,15 @@ class SampleSpec:
     description: str  # one line, shown in the model picker
     architecture: Callable[[], nn.Module]  # fresh, untrained model
     images: bool  # inputs as (B, 1, 8, 8) images instead of (B, 64) vectors
+    pretrained: bool = False  # architecture() already holds its weights (read from an installed package)
+    data: Callable[[], DataSplits] | None = None  # its own data splits; None: the digits
 
 
 SAMPLES: dict[str, SampleSpec] = {
     "digits-mlp": SampleSpec("64-300-100-10 MLP (LeNet-300-100 shape) on 8x8 digits", DigitsMLP, images=False),
     "digits-cnn": SampleSpec("LeNet-5-style CNN (conv 6, conv 16, fc 120-84-10) on 8x8 digits", DigitsCNN, images=True),
+    "minilm-l6": SampleSpec("all-MiniLM-L6-v2 sentence encoder (pretrained BERT, 22.7M parameters) on 416 sentences in 8 topics",
+                            minilm.build_encoder, images=False, pretrained=True, data=sentence_splits),
 }
 
 
@@ -62,11 +68,15 @@ def build(name: str) -> nn.Module:
 
 def load_data(name: str) -> DataSplits:
     """The train/calibration/test splits sample `name` was trained and is evaluated on (cached, shared)."""
-    return digits_splits(images=_spec(name).images)
+    spec = _spec(name)
+    return spec.data() if spec.data is not None else digits_splits(images=spec.images)
 
 
 def load(name: str) -> Sample:
     """Sample `name`: a new model instance in eval mode with its trained weights, plus its data splits."""
+    spec = _spec(name)
+    if spec.pretrained:
+        return Sample(name=name, model=spec.architecture().eval(), data=load_data(name), description=spec.description)
     path = weights_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"no weights for sample {name!r} at {path}; run `python -m sample_models.train`")

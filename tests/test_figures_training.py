@@ -35,8 +35,14 @@ def test_a_run_without_records_yet_keeps_an_empty_curve_and_one_without_test_sco
     assert info.curves[1].test_accuracy is None
 
 
+def test_curves_info_accepts_a_history_without_accuracy():
+    """Embedding models train on 1 − cosine and record no accuracy: their curve has a loss panel only."""
+    info = curves_info({"distilled": [{"epoch": 1.0, "loss": 0.2}, {"epoch": 2.0, "loss": 0.1}]})
+    assert info.curves[0].loss == [0.2, 0.1] and info.curves[0].train_accuracy == []
+
+
 @pytest.mark.parametrize("histories, epochs, match", [
-    ({"a": [{"epoch": 1, "loss": 1.0}]}, None, "train_accuracy"),
+    ({"a": [{"epoch": 1, "train_accuracy": 0.5}]}, None, "loss"),
     ({"a": TUNED}, 0, "epochs=0"),
 ])
 def test_curves_info_rejects_bad_input(histories, epochs, match):

@@ -17,9 +17,9 @@ NAMES = ["digits-mlp", "digits-cnn"]
 MIN_TEST_ACCURACY = {"digits-mlp": 0.97, "digits-cnn": 0.98}
 
 
-def test_catalog_lists_both_samples_with_descriptions():
+def test_catalog_lists_the_samples_with_descriptions():
     catalog = sample_models.catalog()
-    assert list(catalog) == NAMES
+    assert list(catalog) == [*NAMES, "minilm-l6"]  # minilm-l6: tests/test_minilm.py
     assert all(isinstance(text, str) and text and "\n" not in text for text in catalog.values())
 
 

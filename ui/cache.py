@@ -8,6 +8,7 @@ from torch import nn
 
 import compressor as cz
 from compressor.deploy import deploy, deployed_graph, report_from_dict, with_deployment
+from compressor import fidelity
 from compressor.pipeline import RecipeLike, as_recipe
 from ui import disk_cache
 
@@ -18,12 +19,24 @@ def recipe_key(recipe: RecipeLike) -> str:
     return as_recipe(recipe).canonical_json()
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner="Loading the model…")
 def sample(name: str) -> cz.Sample:
     return cz.load_sample(name)
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
+def is_embedding(name: str) -> bool:
+    """True for a sample whose outputs are embeddings (scored by fidelity, not accuracy), e.g. minilm-l6."""
+    return sample(name).data.kind == "embedding"
+
+
+@st.cache_resource(show_spinner="Embedding the held-out sentences with the uncompressed model (once per server)…")
+def reference(name: str) -> fidelity.Reference | None:
+    """The uncompressed model's embeddings and topic centroids, computed once per server; None for classifiers."""
+    s = sample(name)
+    return fidelity.reference(s.model, s.data) if s.data.kind == "embedding" else None
+
+
+@st.cache_resource(max_entries=64, show_spinner="Compressing the model…")  # shown after 0.5 s only
 def stage(name: str, recipe_json: str, _before: nn.Module) -> nn.Module:
     """The model of a recipe, made by its last step from `_before`, the model of the steps before it (not part of
     the cache key: the recipe JSON names it)."""
@@ -53,7 +66,7 @@ def stage_models(name: str, recipe_json: str) -> list[nn.Module]:
     return models
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@st.cache_data(max_entries=512, show_spinner="Measuring: fidelity or accuracy, file size, latency…")
 def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a recipe; latency is timed once per configuration and then reused.
 
@@ -65,8 +78,9 @@ def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
         recipe = cz.Recipe.from_json(recipe_json)
         latency = cz.LatencyConfig() if timed else None
         model = compressed(name, recipe_json)
-        report = cz.evaluate(model, s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict())
-        if latency is not None:
+        report = cz.evaluate(model, s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict(),
+                             reference=reference(name))
+        if latency is not None and s.data.kind != "embedding":  # ORT deployment scores classifiers only, so far
             deployment, _ = deploy(model, s.data, s.model, latency, simulated_accuracy=report.accuracy)
             report = with_deployment(report, deployment)
         return report.to_dict()

@@ -21,12 +21,15 @@ def relative_change(new: float, old: float) -> tuple[str, str]:
 def metric_row(report: Report) -> None:
     """Accuracy, size, latency, non-zero parameters and MACs of the compressed model, with deltas."""
     cols = st.columns(5)
-    drop_points = -report.accuracy_drop * 100
-    cols[0].metric(
-        report.metric.capitalize(), f"{report.accuracy:.1%}", f"{drop_points:+.1f} pts",
-        help=f"On {report.test_examples} held-out examples; baseline {report.baseline_accuracy:.1%}."
-        + (f" Deployed on ONNX Runtime: {report.deployment.deployed_accuracy:.1%}." if report.deployment else ""),
-    )
+    if report.fidelity is not None:
+        fidelity_metric(cols[0], report)
+    else:
+        drop_points = -report.accuracy_drop * 100
+        cols[0].metric(
+            report.metric.capitalize(), f"{report.accuracy:.1%}", f"{drop_points:+.1f} pts",
+            help=f"On {report.test_examples} held-out examples; baseline {report.baseline_accuracy:.1%}."
+            + (f" Deployed on ONNX Runtime: {report.deployment.deployed_accuracy:.1%}." if report.deployment else ""),
+        )
     cols[1].metric(
         "Size (exported file)", format_bytes(report.compressed_bytes), f"{report.compression_ratio:.1f}× smaller",
         delta_color="off", help=f"fp32 baseline: {format_bytes(report.baseline_dense_bytes)}.",
@@ -65,6 +68,17 @@ def metric_row(report: Report) -> None:
 def flushed_text(report: Report) -> str:
     """How subnormal floats were treated while timing, in a few words."""
     return "denormals flushed to zero" if report.denormals_flushed else "denormals not flushed (unsupported CPU)"
+
+
+def fidelity_metric(column, report: Report) -> None:
+    """An embedding model's headline: mean cosine to the uncompressed embeddings, the other measures in the help."""
+    f = report.fidelity
+    column.metric(
+        "Mean cosine to uncompressed", f"{f['mean_cosine']:.4f}", f"{f['mean_cosine'] - 1:+.4f}",
+        help=f"On {f['examples']} held-out sentences: worst cosine {f['worst_cosine']:.4f}; top-{f['neighbours']} "
+             f"nearest-neighbour agreement {f['neighbour_agreement']:.1%}; topic accuracy (nearest centroid fitted "
+             f"on uncompressed train embeddings) {f['topic_accuracy']:.1%}, uncompressed {f['baseline_topic_accuracy']:.1%}.",
+    )
 
 
 def latency_caption(report: Report) -> None:

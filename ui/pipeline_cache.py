@@ -16,7 +16,8 @@ def stages(name: str, recipe_json: str) -> pd.DataFrame:
     def measure() -> list[dict]:
         s = cache.sample(name)
         recipe = cz.Recipe.from_json(recipe_json)
-        packed = cz.evaluate(s.model, s.data, latency=None, recipe=cz.Recipe().to_dict())
+        reference = cache.reference(name)  # embedding models: the uncompressed embeddings, computed once per server
+        packed = cz.evaluate(s.model, s.data, latency=None, recipe=cz.Recipe().to_dict(), reference=reference)
         rows = [
             _row("fp32", "uncompressed, 4 bytes per parameter", packed, packed.baseline_dense_bytes),
             _row("packed", "exported losslessly (no step yet)", packed, packed.compressed_bytes),
@@ -24,7 +25,8 @@ def stages(name: str, recipe_json: str) -> pd.DataFrame:
         models = cache.stage_models(name, recipe_json)  # shared with the page's report: trained once
         for i in range(1, len(recipe.steps) + 1):
             prefix = cz.Recipe(recipe.steps[:i])
-            report = cz.evaluate(models[i], s.data, baseline=s.model, latency=None, recipe=prefix.to_dict())
+            report = cz.evaluate(models[i], s.data, baseline=s.model, latency=None, recipe=prefix.to_dict(),
+                                 reference=reference)
             rows.append(_row(f"{i} · {recipe.steps[i - 1].type}", recipe.steps[i - 1].describe(), report,
                              report.compressed_bytes))
         return rows

@@ -206,6 +206,11 @@ PRESETS: dict[str, Recipe] = {
     )),
     "Low-rank 50% → 8-bit": Recipe((LowRank(rank_ratio=0.5), Quantize(bits=8))),
     "Structured 50% → 8-bit": Recipe((Prune(amount=0.5, structured=True), Quantize(bits=8))),
+    # for minilm-l6: heads and FFN width removed, fidelity distilled back with small steps, then int8-ready weights
+    "Transformer: structured 25% (heads + FFN width) → fine-tune (lr 1e-4) → 8-bit per channel": Recipe((
+        Prune(amount=0.25, structured=True), Finetune(epochs=2, lr=1e-4, batch_size=32, seed=0),
+        Quantize(bits=8, scheme="symmetric", granularity="channel"),
+    )),
     "Empty: the uncompressed model": Recipe(),
 }
 

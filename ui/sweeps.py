@@ -17,7 +17,7 @@ import streamlit as st
 import compressor as cz
 from compressor.sweeps import sweep
 from ui import disk_cache
-from ui.cache import recipe_key, sample
+from ui.cache import is_embedding, recipe_key, reference, sample
 
 CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the cache: show the bar from then on
 
@@ -27,7 +27,8 @@ def sweep_row(name: str, recipe_json: str) -> dict:
     """One configuration's headline numbers (no latency timing), as a row of `compressor.sweeps.sweep`."""
     def measure() -> dict:
         s = sample(name)
-        return sweep(s.model, s.data, {"": cz.Recipe.from_json(recipe_json)}).iloc[0].drop("label").to_dict()
+        return sweep(s.model, s.data, {"": cz.Recipe.from_json(recipe_json)},
+                     reference=reference(name)).iloc[0].drop("label").to_dict()
 
     return disk_cache.fetch("sweep_row", (name, recipe_json), measure)
 
@@ -49,3 +50,17 @@ def run_sweep(name: str, recipes: Mapping[str, cz.Recipe], message: str) -> pd.D
     finally:
         slot.empty()
     return pd.DataFrame(rows)
+
+
+def sweep_wanted(name: str, count: int, key: str) -> bool:
+    """Whether to run a page's sweep now: always for the small samples; on request for an embedding model.
+
+    A minilm-l6 point takes seconds (compress, embed the held-out sentences, write the file), so its sweep
+    waits for a toggle that says how long it will take; computed points are cached for every session.
+    """
+    if not is_embedding(name):
+        return True
+    return st.toggle(f"Compute the sweep ({count} configurations of seconds each the first time, then cached "
+                     "for everyone)", key=key,
+                     help="Each point compresses the 22.7M-parameter model, embeds the held-out sentences and "
+                          "writes its file; a progress bar shows how far it got.")

@@ -60,7 +60,7 @@ def curves_info(histories: Mapping[str, History], epochs: float | None = None,
     """From {run label: history}; a run with no record yet is kept (an empty curve, so its legend entry stays)."""
     curves = []
     for label, history in histories.items():
-        for key in ("epoch", "loss", "train_accuracy"):
+        for key in ("epoch", "loss"):  # embedding models record no accuracy: their loss is 1 − cosine
             if history and _column(history, key) is None:
                 raise ValueError(f"history of {label!r} needs {key!r} in every record")
         curves.append(Curve(
