@@ -12,10 +12,9 @@ from torch import nn
 from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
+from compressor.inference import predictions
 from compressor.latency import LatencyConfig, measure_latency
 from compressor.state import recipe_of
-
-EVAL_BATCH = 1024  # inputs per forward pass while scoring accuracy
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,6 @@ class Report:
             ("latency (ms per batch)", self.baseline_latency_ms, self.latency_ms),
         ]
         return pd.DataFrame(rows, columns=["measure", "baseline", "compressed"]).set_index("measure")
-
-
-def predictions(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Predicted class per output: argmax over the last dimension."""
-    with torch.inference_mode():
-        logits = torch.cat([model(X[i : i + EVAL_BATCH]) for i in range(0, len(X), EVAL_BATCH)])
-    return logits.argmax(dim=-1)
 
 
 def score(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
