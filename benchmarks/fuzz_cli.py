@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = struct.Struct("<8sHBIQI")  # magic, version, header codec, header length, file length, CRC-32
 MEMORY_LIMIT = 3 * 2**30  # bytes of address space per case (torch alone maps about 0.7 GB)
-TIMEOUT_S = 90.0
+TIMEOUT_S = 60.0
 FAST = ["--runs", "20", "--batch-size", "8"]
 
 
@@ -115,10 +115,10 @@ def artifact_cases(work: Path, base: bytes, rng: random.Random) -> list[Case]:
         cases.append(Case("artifact", name, ["evaluate", "--model", str(path), *FAST, *extra], expect, marker))
 
     add("empty file with magic only", base[:8])
-    for cut in sorted({1, 9, 12, 15, 22, 26, 27, 40, len(base) // 2, len(base) - 1}):
+    for cut in sorted({9, 15, 26, 40, len(base) // 2, len(base) - 1}):
         add(f"truncated at {cut}", base[:cut])
     add("appended bytes", base + b"\0" * 7)
-    for position in [8, 9, 10, 11, 12, 13, 14, 15, 19, 23, 26] + rng.sample(range(27, len(base)), 16):
+    for position in [8, 10, 11, 12, 15, 23] + rng.sample(range(27, len(base)), 6):
         data = bytearray(base)
         data[position] ^= 1 << rng.randrange(8)
         add(f"bit flip at {position}", bytes(data))
@@ -147,9 +147,8 @@ def header_cases(work: Path, base: bytes, rng: random.Random) -> list[Case]:
             f"def touch_and_build():\n    touch()\n    return nn.Linear(64, 10)\n")
         add(f"source names a file entry point ({attr})", reframe(base, edited(source=f"{work}/pwn{i}.py:{attr}")),
             marker=marker)
-    for source in ("os:abort", "sys:exit", "os:getcwd", "builtins:input", "subprocess:Popen", "this:s", "antigravity:x",
-                   "tests.models:residual_cnn", "digits-mlp@width=1e308", "digits-mlp@width=nan",
-                   "digits-mlp@width=0.4", "digits-xl", "", ":", 42, ["digits-mlp"], {"a": 1}):
+    for source in ("os:abort", "sys:exit", "builtins:input", "this:s", "tests.models:residual_cnn",
+                   "digits-mlp@width=nan", "digits-mlp@width=0.4", "digits-xl", 42):
         add(f"source {source!r}", reframe(base, edited(source=source)), expect="any" if source in ("digits-mlp@width=0.4",) else "error")
 
     # huge constructor arguments from a few bytes
@@ -177,32 +176,21 @@ def header_cases(work: Path, base: bytes, rng: random.Random) -> list[Case]:
         "shape 2^62": {"shape": [2**31, 2**31]},
         "shape negative": {"shape": [-1, 64]},
         "shape string": {"shape": "64"},
-        "shape float": {"shape": [300.5, 64]},
-        "shape nested list": {"shape": [[300], 64]},
         "count huge": {"count": 10**12},
         "count negative": {"count": -5},
         "offset negative": {"offset": -100},
-        "offset past end": {"offset": 10**9},
-        "length huge": {"length": 10**12},
         "dtype unknown": {"dtype": "complex128"},
-        "dtype object": {"dtype": "object"},
         "positions kind unknown": {"positions": {"kind": "magic"}},
-        "positions bits 0": {"positions": {"kind": "index", "bits": 0, "entries": 5}},
         "positions bits 64": {"positions": {"kind": "index", "bits": 64, "entries": 5}},
-        "positions not a dict": {"positions": 3},
         "segments empty": {"segments": []},
-        "segments not a list": {"segments": "values"},
         "segment raw_length 1 GiB": {"segments": [{**s, "raw_length": 2**30} for s in first["segments"]]},
         "segment raw_length negative": {"segments": [{**s, "raw_length": -1} for s in first["segments"]]},
         "segment length huge": {"segments": [{**s, "length": 10**12} for s in first["segments"]]},
-        "segment codec lzma": {"segments": [{**s, "codec": "lzma"} for s in first["segments"]]},
         "quant bits 60": {"quant": {"bits": 60, "method": "uniform", "scheme": "affine", "granularity": "tensor"}},
-        "quant bits 0": {"quant": {"bits": 0, "method": "uniform", "scheme": "affine", "granularity": "tensor"}},
         "quant method eval": {"quant": {"bits": 4, "method": "eval", "scheme": "affine", "granularity": "tensor"}},
         "quant extra key": {"quant": {"bits": 4, "method": "uniform", "scheme": "affine", "granularity": "tensor",
                                       "scale": 1}},
         "name unknown": {"name": "evil.weight"},
-        "name missing": {"name": None},
     }
     for label, change in tensor_edits.items():
         tensors = [dict(t) for t in header["tensors"]]
@@ -316,7 +304,7 @@ def data_cases(work: Path) -> list[Case]:
         "valid": (npz_bytes(X=X, y=y), "ok"),
         "valid without labels": (npz_bytes(X=X), "ok"),
         "X wrong width": (npz_bytes(X=X[:, :50], y=y), "error"),
-        "X as images for the MLP": (npz_bytes(X=X.reshape(-1, 1, 8, 8), y=y), "error"),
+        "X as images for the MLP": (npz_bytes(X=X.reshape(-1, 1, 8, 8), y=y), "any"),  # the MLP flattens them
         "X 1-D": (npz_bytes(X=X[0], y=y[:1]), "error"),
         "X scalar": (npz_bytes(X=np.float32(3)), "error"),
         "X empty": (npz_bytes(X=X[:0], y=y[:0]), "error"),
@@ -499,14 +487,23 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--details", action="store_true", help="list every case that is not ok or a clean error")
+    parser.add_argument("--log", type=Path, help="append one JSON line per finished case (partial results survive)")
     args = parser.parse_args()
     root = args.root.resolve()
     with tempfile.TemporaryDirectory(prefix="fuzz_cli_") as tmp:
         work = Path(tmp)
         cases = build_cases(root, work, args.seed)
         start = time.perf_counter()
+        def run_and_log(case: Case) -> Outcome:
+            outcome = run_case(root, case, args.timeout)
+            if args.log:
+                with args.log.open("a") as log:
+                    log.write(json.dumps({"family": case.family, "case": case.name, "kind": outcome.kind,
+                                          "seconds": round(outcome.seconds, 1), "detail": outcome.detail}) + "\n")
+            return outcome
+
         with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-            outcomes = list(pool.map(lambda c: run_case(root, c, args.timeout), cases))
+            outcomes = list(pool.map(run_and_log, cases))
         wall = time.perf_counter() - start
     counts = collections.Counter(o.kind for o in outcomes)
     by_family: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

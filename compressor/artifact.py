@@ -611,6 +611,9 @@ SEGMENT_KEYS = ("role", "codec", "length", "raw_length")
 def _check_header(header: dict[str, Any], blob_bytes: int, file_bytes: int) -> None:
     """Every field the reader uses has the type and range it must have, and the sizes fit this file."""
     _check_keys("header", header, HEADER_KEYS)
+    if header["format"] not in READABLE_VERSIONS:
+        raise ValueError(f"artifact header: format {_short(header['format'])} is not one this reader knows "
+                         f"({', '.join(map(str, READABLE_VERSIONS))})")
     _expect("source", header["source"], (str, type(None)), "a string or null")
     _expect("recipe", header["recipe"], (dict, type(None)), "an object or null")
     for i, spec in enumerate(_expect("modules", header["modules"], list, "a list")):

@@ -125,9 +125,16 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line `error: ...` (exit 2) like every other mistake; --help has the usage."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m compressor", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="python -m compressor", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     sub.add_parser("models", help="list the sample models").set_defaults(run=cmd_models)
     for name, run, helptext in (
         ("evaluate", cmd_evaluate, "compress (optionally) and report accuracy, size and latency"),
