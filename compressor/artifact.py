@@ -8,20 +8,26 @@ File layout (integers little-endian)
     10      1     header codec: 0 stored, 1 raw DEFLATE
     11      4     header length H as stored (uint32)
     15      8     file length (uint64): a truncated file is recognised before anything is decoded
-    23      4     CRC-32 of everything after the prefix (header and blobs)
-    27      H     header: UTF-8 JSON, deflated when that is smaller
+    23      4     CRC-32 of bytes 8-22 (version, codec, header length, file length) then of everything after
+                  the prefix (header and blobs); format 1 covered only what follows the prefix, and is still read
+    27      H     header: UTF-8 JSON (keys sorted), deflated when that is smaller
     27 + H  ...   blobs, one per tensor in header order, each the concatenation of its segments
+
+The encoding is canonical: tensors and modules are listed sorted by name and the JSON keys are sorted, so a model
+encodes to the same bytes however its state_dict happens to be ordered (a loaded model re-encodes to its file).
 
 Header
     format       the format version
     source       where the uncompressed architecture comes from (the model's `compressor_source`: a sample name
                  or an entry point), or null
     recipe       the recipe dict given to `encode`, as is, or null
-    modules      the layers to rebuild on load, outermost first:
-                 {"name": "fc1", "type": "Sequential", "args": {"children": ["0", "1"]}},
+    modules      the layers to rebuild on load, sorted by name (so outermost first); a low-rank pair also records
+                 what it replaced (`low_rank.Factorization`), so its rank is known after loading:
+                 {"name": "fc1", "type": "Sequential", "args": {"children": ["0", "1"]},
+                  "factorization": {"layer_type": "Linear", "shape": [16, 64]}},
                  {"name": "fc1.0", "type": "Linear", "args": {"in_features": 64, "out_features": 16, "bias": false}}
     input_quant  {"fc1": {"bits": 8, "scale": 0.031, "zero_point": 0}, ...}
-    tensors      one entry per state_dict tensor, in state_dict order: name, shape, dtype, positions (see
+    tensors      one entry per state_dict tensor, sorted by name: name, shape, dtype, positions (see
                  sparse_encoding.py), count (values stored), quant (bits, method, scheme, granularity; quantized
                  weights only), offset (from the first blob), length, segments [{role, codec, length, raw_length}]
 
@@ -54,17 +60,27 @@ For positions and quantizer arrays run-length DEFLATE (`Z_RLE`) is tried too: ma
 Both strategies write standard DEFLATE that one `zlib.decompressobj` reads.
 
 Loading never unpickles the artifact: it reads JSON and raw arrays. The architecture comes from `base`
-(deep-copied) or is rebuilt with `compressor.models.build_model(source)` (for a sample name that reads the shipped
-sample weights with `torch.load(weights_only=True)`; the artifact's tensors then replace them). Every module in
-`modules` whose type or arguments differ from the skeleton's is replaced (a Sequential pair replaces a Linear, a
-shrunk conv a wide one), then the tensors are loaded with `load_state_dict(strict=True, assign=True)` (assign keeps
-the stored dtypes) and the quantization metadata is re-attached.
+(deep-copied) or is rebuilt from `source`: a sample name or a sample's student resolves through the sample
+registry only (`compressor.models`; a sample's weights are read with `torch.load(weights_only=True)`, then the
+artifact's tensors replace them). A file never chooses code to run: an entry-point source (`pkg.mod:factory`,
+`file.py:factory`) is refused unless the caller passes `allow_entry_points=True`. Every module in `modules` whose
+type or arguments differ from the skeleton's is replaced (a Sequential pair replaces a Linear, a shrunk conv a
+wide one), then the tensors are loaded with `load_state_dict(strict=True, assign=True)` (assign keeps the stored
+dtypes) and the quantization metadata is re-attached.
+
+A file cannot make the reader allocate more than its own length and its shapes justify. The header is checked
+field by field before use; it inflates to at most MAX_HEADER_BYTES; the tensors' elements together are at most
+ELEMENTS_PER_BYTE per byte of the file (plus ELEMENT_FLOOR, and never above MAX_ELEMENTS); rebuilt layers are
+constructed on PyTorch's "meta" device (no memory) and must have exactly the shapes of the header's tensors
+before anything is decoded; every segment's decoded length is the one its tensor's shape implies and at most
+what DEFLATE can expand its stored bytes to (1032:1), and inflating stops there. Anything else is a ValueError.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
+import math
 import os
 import struct
 import zlib
@@ -80,7 +96,8 @@ from torch import nn
 
 from compressor.bitpack import pack_bits, packed_size, unpack_bits
 from compressor.layers import ROOT_NAME
-from compressor.models import build_model
+from compressor.low_rank import FACTORIZATION, Factorization
+from compressor.models import build_model, is_entry_point
 from compressor.sparse_encoding import Dense, PositionEncoding, encoding_from_dict, sparse_encodings
 from compressor.state import (
     WEIGHT_QUANT,
@@ -94,11 +111,19 @@ from compressor.state import (
     tag_source,
     weight_quant,
 )
-from compressor.validation import check_choice
+from compressor.validation import check_choice, check_int
 
 MAGIC = b"\x89CMPLAB\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: the CRC does not cover the prefix fields
 PREFIX = struct.Struct("<8sHBIQI")  # magic, version, header codec, header length, file length, CRC-32
+PREFIX_FIELDS = struct.Struct("<HBIQ")  # the fields between the magic and the CRC, as the CRC covers them
+MAX_HEADER_BYTES = 2**24  # a header inflates to at most 16 MiB of JSON (far above any model here)
+MAX_ELEMENTS = 2**28  # tensor elements in one artifact: at most 2^28 (1 GiB as float32)
+ELEMENTS_PER_BYTE = 1024  # ... and at most this many per byte of the file, plus ELEMENT_FLOOR
+ELEMENT_FLOOR = 2**22  # (a 99%-sparse 1-bit layer stores about 100 elements per byte; all-zero ones more)
+MAX_DEFLATE_RATIO = 1032  # DEFLATE cannot expand data more than 1032:1 (plus a few bytes of stream overhead)
+MAX_MODULE_DEPTH = 64  # dots in a module name
 HEADER_KEY = "(header)"  # layer_bytes key of the prefix and header
 ROOT_KEY = ROOT_NAME
 QUANT_ARRAYS = ("scale", "zero_point", "codebook")  # WeightQuant fields stored as float32 segments
@@ -124,13 +149,14 @@ class Artifact:
 def encode(model: nn.Module, recipe: dict[str, Any] | None = None) -> Artifact:
     """The model as artifact bytes: every state_dict tensor in its smallest exact encoding, plus how to rebuild it.
 
-    recipe=None stores the recipe the model carries from `compress` (if any).
+    recipe=None stores the recipe the model carries from `compress` (if any). The bytes depend only on the
+    model's content, not on the order of its state_dict (tensors sorted by name, JSON keys sorted).
     """
     recipe = recipe if recipe is not None else recipe_of(model)
     _check_jsonable(recipe)
     quants = {_join(name, "weight"): wq for name, m in model.named_modules() if (wq := weight_quant(m)) is not None}
     entries, blobs, layer_bytes, offset = [], [], {}, 0
-    for name, tensor in model.state_dict().items():
+    for name, tensor in sorted(model.state_dict().items()):
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(f"state_dict entry {name!r} is a {type(tensor).__name__}, not a tensor; cannot export it")
         entry, blob = _encode_tensor(name, tensor, quants.get(name))
@@ -176,18 +202,20 @@ def is_artifact(path_or_bytes: PathOrBytes) -> bool:
         return file.read(len(MAGIC)) == MAGIC
 
 
-def load(path_or_bytes: PathOrBytes, base: nn.Module | None = None) -> nn.Module:
+def load(path_or_bytes: PathOrBytes, base: nn.Module | None = None, *, allow_entry_points: bool = False) -> nn.Module:
     """The model stored in an artifact, in eval mode, with its quantization metadata and source tag.
 
-    `base` is a skeleton to rebuild into (deep-copied, never changed); without it the architecture is
-    built from the artifact's source.
+    `base` is a skeleton to rebuild into (deep-copied, never changed); without it the architecture is built
+    from the artifact's source: a sample name or a sample's student, through the sample registry. A source
+    naming an entry point would run code the file chose, so it is refused unless `allow_entry_points=True`
+    (pass that only for files you trust, or pass `base` instead). A bad or crafted file raises ValueError.
     """
-    header, blobs = _parse(_read(path_or_bytes))
+    data = _read(path_or_bytes)
+    header, blobs = _parse(data)
     source = header["source"]
-    if base is None and source is None:
-        raise ValueError("the artifact was exported without a source; pass base=... (a model of the same architecture)")
-    model = copy.deepcopy(base) if base is not None else build_model(source)
+    model, skeleton = _skeleton(source, base, allow_entry_points)
     _rebuild_modules(model, header["modules"])
+    _check_shapes(model, header["tensors"], skeleton)
     state, quants = {}, {}
     for entry in header["tensors"]:
         segments = _split_segments(entry, blobs[entry["offset"] : entry["offset"] + entry["length"]])
@@ -197,13 +225,40 @@ def load(path_or_bytes: PathOrBytes, base: nn.Module | None = None) -> nn.Module
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
-        skeleton = "base model" if base is not None else f"model built from {source!r}"
         raise ValueError(f"the artifact's tensors do not fit the {skeleton}: {err}") from None
     _attach_quantization(model, quants, header["input_quant"])
+    _attach_factorizations(model, header["modules"])
     if source is not None:
         tag_source(model, source)
     tag_recipe(model, header["recipe"])
     return model.eval()
+
+
+def _skeleton(source: str | None, base: nn.Module | None, allow_entry_points: bool) -> tuple[nn.Module, str]:
+    """The model to load into and how to name it in errors: a copy of `base`, or one built from the source."""
+    if base is not None:
+        return copy.deepcopy(base), "base model"
+    if source is None:
+        raise ValueError("the artifact was exported without a source; pass base=... (a model of the same architecture)")
+    if is_entry_point(source) and not allow_entry_points:
+        raise ValueError(f"the artifact's source is the entry point {source!r}: loading it would run code the file "
+                         "names; pass allow_entry_points=True (CLI: --allow-code) if you trust the file, or "
+                         "base=... (a model of the same architecture)")
+    return build_model(source), f"model built from {source!r}"
+
+
+def _check_shapes(model: nn.Module, tensors: list[dict[str, Any]], skeleton: str) -> None:
+    """Every tensor of the (meta-built) model must be in the header with the same shape, before anything is decoded."""
+    want = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    have = {entry["name"]: entry["shape"] for entry in tensors}
+    missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    if missing or unexpected:
+        raise ValueError(f"the artifact's tensors do not fit the {skeleton}: "
+                         f"missing {', '.join(missing[:5]) or 'none'}; unexpected {', '.join(unexpected[:5]) or 'none'}")
+    for name, shape in want.items():
+        if have[name] != shape:
+            raise ValueError(f"the artifact's tensors do not fit the {skeleton}: {name} has shape {have[name]} "
+                             f"in the file but {shape} in the model")
 
 
 # ---- tensors: positions + values ------------------------------------------------------------------------------
@@ -267,11 +322,7 @@ class QuantizedValues:
     def decode(
         entry: dict[str, Any], segments: dict[str, bytes], stored: np.ndarray
     ) -> tuple[torch.Tensor, WeightQuant]:
-        meta = entry["quant"]
-        check_choice("quant method", meta["method"], ("uniform", "kmeans"))
-        arrays = {field: torch.from_numpy(_from_byte_planes(data, np.dtype("<f4"), len(data) // 4))
-                  for field, data in segments.items() if field in QUANT_ARRAYS}
-        quant = WeightQuant(**meta, **arrays)
+        quant = _weight_quant(entry, segments)
         codes = np.zeros(stored.size, dtype=np.int64)  # (n,): code 0 where nothing is stored, masked below
         codes[stored] = unpack_bits(segments["values"], quant.bits, int(stored.sum()))
         weight = quant.dequantize(torch.from_numpy(codes).view(entry["shape"])).to(_dtype(entry["dtype"]))
@@ -311,13 +362,49 @@ def _encode_tensor(name: str, tensor: torch.Tensor, quant: WeightQuant | None) -
 
 def _decode_tensor(entry: dict[str, Any], segments: dict[str, bytes]) -> tuple[torch.Tensor, WeightQuant | None]:
     """The tensor (and WeightQuant, if quantized) of one header entry."""
-    numel = int(np.prod(entry["shape"], dtype=np.int64))
-    stored = encoding_from_dict(entry["positions"], numel).decode(segments.get("positions", b""), numel)
+    numel = math.prod(entry["shape"])
+    stored = _layout(entry).decode(segments.get("positions", b""), numel)
     if int(stored.sum()) != entry["count"]:
         raise ValueError(f"{entry['name']}: positions mark {int(stored.sum())} values, header says {entry['count']}")
     if "quant" in entry:
         return QuantizedValues.decode(entry, segments, stored)
     return PlainValues.decode(entry, segments, stored), None
+
+
+def _layout(entry: dict[str, Any]) -> PositionEncoding:
+    """The entry's position encoding, checked: an index has 1 to 32 bits and at most one entry per element."""
+    spec, numel = entry["positions"], math.prod(entry["shape"])
+    layout = encoding_from_dict(spec, numel) if spec.get("kind") != "index" else None
+    if layout is None:
+        _check_keys(f"{entry['name']} positions", spec, {"kind", "bits", "entries"})
+        bits = check_int(f"{entry['name']} positions bits", spec["bits"], 1, 32)
+        check_int(f"{entry['name']} positions entries", spec["entries"], 0, numel)
+        layout = encoding_from_dict({**spec, "bits": bits}, numel)
+    return layout
+
+
+def _weight_quant(entry: dict[str, Any], segments: dict[str, bytes]) -> WeightQuant:
+    """The WeightQuant of a quantized entry, with its arrays checked against the weight's shape."""
+    name, meta, shape = entry["name"], entry["quant"], entry["shape"]
+    _check_keys(f"{name} quant", meta, {"bits", "method", "scheme", "granularity"})
+    bits = check_int(f"{name} quant bits", meta["bits"], 1, 8)
+    method = check_choice(f"{name} quant method", meta["method"], ("uniform", "kmeans"))
+    check_choice(f"{name} quant scheme", meta["scheme"], ("affine", "symmetric") if method == "uniform" else ("kmeans",))
+    granularity = check_choice(f"{name} quant granularity", meta["granularity"], ("tensor", "channel"))
+    if not shape:
+        raise ValueError(f"{name}: a quantized weight needs at least one dimension, not shape {shape}")
+    arrays = {field: torch.from_numpy(_from_byte_planes(data, np.dtype("<f4"), len(data) // 4))
+              for field, data in segments.items() if field in QUANT_ARRAYS}
+    return WeightQuant(bits, method, meta["scheme"], granularity, **arrays)
+
+
+def _quant_lengths(entry: dict[str, Any]) -> dict[str, int]:
+    """Bytes of each quantizer array a quantized entry must store."""
+    quant, shape = entry["quant"], entry["shape"]
+    if quant.get("method") == "kmeans":
+        return {"codebook": 4 * 2 ** check_int(f"{entry['name']} quant bits", quant.get("bits"), 1, 8)}
+    channels = shape[0] if quant.get("granularity") == "channel" and shape else 1
+    return {"scale": 4 * channels, "zero_point": 4 * channels}
 
 
 def _float32_arrays(quant: WeightQuant) -> WeightQuant:
@@ -386,6 +473,7 @@ def _deflate(data: bytes, strategy: int = zlib.Z_DEFAULT_STRATEGY, level: int = 
 
 
 def _inflate(data: bytes, raw_length: int) -> bytes:
+    """Raw DEFLATE data that must inflate to exactly raw_length bytes; inflating stops there."""
     decompressor = zlib.decompressobj(-15)
     try:
         out = decompressor.decompress(data, raw_length)
@@ -410,17 +498,35 @@ def _compress(role: str, data: bytes) -> tuple[str, bytes]:
 
 
 def _split_segments(entry: dict[str, Any], blob: bytes) -> dict[str, bytes]:
-    """A tensor's blob cut into its decompressed segments, by role."""
+    """A tensor's blob cut into its decompressed segments, by role (each checked against the length it must have)."""
+    expected = _segment_lengths(entry)
+    roles = [segment["role"] for segment in entry["segments"]]
+    if roles != list(expected):
+        raise ValueError(f"{entry['name']}: segments {roles} do not match the header, which needs {list(expected)}")
     segments, start = {}, 0
     for segment in entry["segments"]:
-        if segment["codec"] not in _DECODERS:
-            raise ValueError(f"{entry['name']}: unknown codec {segment['codec']!r}")
-        packed = blob[start : start + segment["length"]]
-        segments[segment["role"]] = _DECODERS[segment["codec"]](packed, segment["raw_length"])
-        start += segment["length"]
+        role, length, raw_length = segment["role"], segment["length"], segment["raw_length"]
+        if raw_length != expected[role]:
+            raise ValueError(f"{entry['name']}: {role} segment claims {raw_length} bytes; its shape needs {expected[role]}")
+        codec = check_choice(f"{entry['name']} {role} codec", segment["codec"], _DECODERS)
+        if (codec == "stored" and raw_length != length) or raw_length > MAX_DEFLATE_RATIO * length + 64:
+            raise ValueError(f"{entry['name']}: {length} stored bytes cannot decode to {raw_length} with {codec}")
+        segments[role] = _DECODERS[codec](blob[start : start + length], raw_length)
+        start += length
     if start != len(blob):
         raise ValueError(f"{entry['name']}: segments take {start} bytes of a {len(blob)}-byte blob")
     return segments
+
+
+def _segment_lengths(entry: dict[str, Any]) -> dict[str, int]:
+    """Role -> decoded bytes, in file order, as the entry's shape, count, dtype and quantization imply."""
+    layout, count = _layout(entry), entry["count"]
+    lengths = {} if isinstance(layout, Dense) else {"positions": layout.nbytes()}
+    if "quant" in entry:
+        bits = check_int(f"{entry['name']} quant bits", entry["quant"].get("bits"), 1, 8)
+        return {**lengths, "values": packed_size(count, bits), **_quant_lengths(entry)}
+    itemsize = _numpy_dtype(_dtype(entry["dtype"])).itemsize
+    return {**lengths, "values": count * itemsize}
 
 
 # ---- file framing -----------------------------------------------------------------------------------------------
@@ -428,16 +534,22 @@ def _split_segments(entry: dict[str, Any], blob: bytes) -> dict[str, bytes]:
 
 def _assemble(header: dict[str, Any], blobs: list[bytes]) -> bytes:
     """Prefix + header (deflated if smaller) + blobs."""
-    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
     packed = _deflate(text)
     codec, stored_header = (1, packed) if len(packed) < len(text) else (0, text)
     body = stored_header + b"".join(blobs)
-    crc = zlib.crc32(body)
-    return PREFIX.pack(MAGIC, FORMAT_VERSION, codec, len(stored_header), PREFIX.size + len(body), crc) + body
+    fields = (FORMAT_VERSION, codec, len(stored_header), PREFIX.size + len(body))
+    return PREFIX.pack(MAGIC, *fields, _checksum(fields, body)) + body
+
+
+def _checksum(fields: tuple[int, int, int, int], body: bytes | memoryview) -> int:
+    """CRC-32 of the prefix fields (format 2 on) and then of the body."""
+    start = zlib.crc32(PREFIX_FIELDS.pack(*fields)) if fields[0] >= 2 else 0
+    return zlib.crc32(body, start)
 
 
 def _parse(data: bytes) -> tuple[dict[str, Any], bytes]:
-    """Header dict and blob section, after checking magic, version, length and checksum."""
+    """Header dict and blob section, after checking magic, version, length, checksum and every header field."""
     if data[: len(MAGIC)] != MAGIC:
         raise ValueError(f"not a Compression Lab artifact: starts with {bytes(data[:len(MAGIC)])!r}, not {MAGIC!r}")
     if len(data) < PREFIX.size:
@@ -446,23 +558,157 @@ def _parse(data: bytes) -> tuple[dict[str, Any], bytes]:
     if version > FORMAT_VERSION:
         raise ValueError(f"artifact format version {version} is newer than this reader's ({FORMAT_VERSION}); "
                          "update compression-lab to load it")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"artifact format version {version} is not supported (this reader: {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"artifact format version {version} is not supported (this reader: {READABLE_VERSIONS})")
     if len(data) < file_length:
         raise ValueError(f"artifact is truncated: {len(data)} of {file_length} bytes")
     if len(data) > file_length:
         raise ValueError(f"artifact has {len(data) - file_length} unexpected bytes after its end")
-    if zlib.crc32(memoryview(data)[PREFIX.size :]) != crc:
+    if _checksum((version, codec, header_length, file_length), memoryview(data)[PREFIX.size :]) != crc:
         raise ValueError("artifact is corrupted: checksum mismatch")
     if codec >= len(_HEADER_CODECS):
         raise ValueError(f"artifact is corrupted: unknown header codec {codec}")
-    stored_header = data[PREFIX.size : PREFIX.size + header_length]
-    text = zlib.decompress(stored_header, -15) if _HEADER_CODECS[codec] == "deflate" else stored_header
-    header = json.loads(text)
-    missing = {"format", "source", "recipe", "modules", "input_quant", "tensors"} - set(header)
-    if missing:
-        raise ValueError(f"artifact header lacks {', '.join(sorted(missing))}")
-    return header, data[PREFIX.size + header_length :]
+    if PREFIX.size + header_length > len(data):
+        raise ValueError(f"artifact is corrupted: a {header_length}-byte header does not fit in {len(data)} bytes")
+    header = _decode_header(data[PREFIX.size : PREFIX.size + header_length], _HEADER_CODECS[codec])
+    blobs = data[PREFIX.size + header_length :]
+    _check_header(header, len(blobs), len(data))
+    return header, blobs
+
+
+def _decode_header(stored: bytes, codec: str) -> dict[str, Any]:
+    """The header's JSON, inflated to at most MAX_HEADER_BYTES."""
+    if codec == "deflate":
+        decompressor = zlib.decompressobj(-15)
+        try:
+            text = decompressor.decompress(stored, MAX_HEADER_BYTES + 1)
+        except zlib.error as err:
+            raise ValueError(f"artifact header is corrupted: {err}") from None
+        if len(text) > MAX_HEADER_BYTES:
+            raise ValueError(f"artifact header inflates to more than {MAX_HEADER_BYTES:,} bytes; refused")
+        if not decompressor.eof or decompressor.unused_data:
+            raise ValueError("artifact header is corrupted: its DEFLATE stream is incomplete or followed by junk")
+    else:
+        text = stored
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"artifact header takes more than {MAX_HEADER_BYTES:,} bytes; refused")
+    try:
+        header = json.loads(text)
+    except RecursionError:
+        raise ValueError("artifact header is not valid: its JSON is nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
+        raise ValueError(f"artifact header is not valid JSON: {str(err)[:200]}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"artifact header must be a JSON object, not {type(header).__name__}")
+    return header
+
+
+HEADER_KEYS = ("format", "source", "recipe", "modules", "input_quant", "tensors")
+TENSOR_KEYS = ("name", "shape", "dtype", "positions", "count", "offset", "length", "segments")
+SEGMENT_KEYS = ("role", "codec", "length", "raw_length")
+
+
+def _check_header(header: dict[str, Any], blob_bytes: int, file_bytes: int) -> None:
+    """Every field the reader uses has the type and range it must have, and the sizes fit this file."""
+    _check_keys("header", header, HEADER_KEYS)
+    if header["format"] not in READABLE_VERSIONS:
+        raise ValueError(f"artifact header: format {_short(header['format'])} is not one this reader knows "
+                         f"({', '.join(map(str, READABLE_VERSIONS))})")
+    _expect("source", header["source"], (str, type(None)), "a string or null")
+    _expect("recipe", header["recipe"], (dict, type(None)), "an object or null")
+    for i, spec in enumerate(_expect("modules", header["modules"], list, "a list")):
+        _check_module_spec(f"modules[{i}]", spec)
+    for name, spec in _expect("input_quant", header["input_quant"], dict, "an object").items():
+        _check_keys(f"input_quant[{name!r}]", spec, ("bits", "scale", "zero_point"))
+        bits = _whole(f"input_quant[{name!r}].bits", spec["bits"], 1, 16)
+        _whole(f"input_quant[{name!r}].zero_point", spec["zero_point"], 0, 2**bits - 1)
+        scale = _expect(f"input_quant[{name!r}].scale", spec["scale"], (int, float), "a number")
+        if isinstance(scale, bool) or not 0 < scale < math.inf:
+            raise ValueError(f"artifact header: input_quant[{name!r}].scale={_short(scale)} must be finite and above 0")
+    offset, elements, names = 0, 0, set()
+    for i, entry in enumerate(_expect("tensors", header["tensors"], list, "a list")):
+        where = f"tensors[{i}]"
+        _check_keys(where, entry, TENSOR_KEYS, optional=("quant",))
+        name = _expect(f"{where}.name", entry["name"], str, "a string")
+        if name in names:
+            raise ValueError(f"artifact header: tensor {_short(name)} is listed twice")
+        names.add(name)
+        shape = _expect(f"{where}.shape", entry["shape"], list, "a list of sizes")
+        for size in shape:
+            _whole(f"{where}.shape", size, 0, MAX_ELEMENTS)
+        elements += math.prod(shape)
+        _expect(f"{where}.dtype", entry["dtype"], str, "a string")
+        _expect(f"{where}.positions", entry["positions"], dict, "an object")
+        _expect(f"{where}.quant", entry.get("quant", {}), dict, "an object")
+        _whole(f"{where}.count", entry["count"], 0, math.prod(shape))
+        if _whole(f"{where}.offset", entry["offset"], 0) != offset:
+            raise ValueError(f"artifact header: {where}.offset is {entry['offset']}, expected {offset} (blobs back to back)")
+        length = _whole(f"{where}.length", entry["length"], 0, blob_bytes - offset)
+        segment_bytes = 0
+        for j, segment in enumerate(_expect(f"{where}.segments", entry["segments"], list, "a list")):
+            _check_keys(f"{where}.segments[{j}]", segment, SEGMENT_KEYS)
+            _expect(f"{where}.segments[{j}].role", segment["role"], str, "a string")
+            _expect(f"{where}.segments[{j}].codec", segment["codec"], str, "a string")
+            segment_bytes += _whole(f"{where}.segments[{j}].length", segment["length"], 0, length)
+            _whole(f"{where}.segments[{j}].raw_length", segment["raw_length"], 0)
+        if segment_bytes != length:
+            raise ValueError(f"artifact header: {where} segments take {segment_bytes} bytes, not its length {length}")
+        offset += length
+    if offset != blob_bytes:
+        raise ValueError(f"artifact is corrupted: the tensors take {offset} bytes but {blob_bytes} follow the header")
+    budget = min(MAX_ELEMENTS, ELEMENT_FLOOR + ELEMENTS_PER_BYTE * file_bytes)
+    if elements > budget:
+        raise ValueError(f"artifact declares {elements:,} tensor elements; a {file_bytes:,}-byte file may hold at most "
+                         f"{budget:,} (see compressor.artifact.MAX_ELEMENTS); refused")
+
+
+def _check_module_spec(where: str, spec: Any) -> None:
+    _check_keys(where, spec, ("name", "type", "args"), optional=("factorization",))
+    name = _expect(f"{where}.name", spec["name"], str, "a string")
+    if not name or name.count(".") > MAX_MODULE_DEPTH:
+        raise ValueError(f"artifact header: module name {_short(name)} must be non-empty and at most "
+                         f"{MAX_MODULE_DEPTH} levels deep")
+    _expect(f"{where}.type", spec["type"], str, "a string")
+    args = _expect(f"{where}.args", spec["args"], dict, "an object")
+    if spec["type"] == "Sequential":
+        for child in _expect(f"{where}.args.children", args.get("children"), list, "a list of names"):
+            _expect(f"{where}.args.children", child, str, "a list of names")
+    if "factorization" in spec:
+        factorization = spec["factorization"]
+        _check_keys(f"{where}.factorization", factorization, ("layer_type", "shape"))
+        check_choice(f"{where}.factorization.layer_type", factorization["layer_type"], ("Linear", "Conv1d", "Conv2d"))
+        for size in _expect(f"{where}.factorization.shape", factorization["shape"], list, "a list of sizes"):
+            _whole(f"{where}.factorization.shape", size, 1, MAX_ELEMENTS)
+
+
+def _check_keys(where: str, value: Any, required: tuple[str, ...] | set[str], optional: tuple[str, ...] = ()) -> None:
+    """`value` is an object with every required key and no key outside required + optional."""
+    _expect(where, value, dict, "an object")
+    missing = sorted(set(required) - set(value))
+    unknown = sorted(set(value) - set(required) - set(optional))
+    if missing or unknown:
+        raise ValueError(f"artifact header: {where} lacks {', '.join(missing) or 'nothing'} and has unknown "
+                         f"{', '.join(_short(k) for k in unknown) or 'nothing'}")
+
+
+def _expect(where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValueError(f"artifact header: {where} must be {what}, got {_short(value)}")
+    return value
+
+
+def _whole(where: str, value: Any, low: int, high: int | None = None) -> int:
+    """A whole number in [low, high] read from the header (its value shown shortened in the error)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"from {low}" + ("" if high is None else f" to {high:,}")
+        raise ValueError(f"artifact header: {where}={_short(value)} must be a whole number {allowed}")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() cut to `limit` characters: a crafted file's huge values are never echoed in full."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else f"<integer of {len(str(value))} digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read(path_or_bytes: PathOrBytes) -> bytes:
@@ -524,39 +770,66 @@ def _module_spec(module: nn.Module) -> dict[str, Any] | None:
 
 
 def _module_specs(model: nn.Module) -> list[dict[str, Any]]:
-    """Specs of every rebuildable submodule, outermost first (named_modules order)."""
-    return [{"name": name, **spec} for name, m in model.named_modules() if name and (spec := _module_spec(m))]
+    """Specs of every rebuildable submodule, sorted by name (a parent's name sorts before its children's)."""
+    specs = []
+    for name, module in model.named_modules():
+        if name and (spec := _module_spec(module)):
+            factorization = getattr(module, FACTORIZATION, None) if spec["type"] == "Sequential" else None
+            if isinstance(factorization, Factorization):
+                spec["factorization"] = {"layer_type": factorization.layer_type, "shape": list(factorization.shape)}
+            specs.append({"name": name, **spec})
+    return sorted(specs, key=lambda spec: spec["name"])
 
 
-def _build_module(name: str, specs: dict[str, dict[str, Any]]) -> nn.Module:
+def _build_module(name: str, specs: dict[str, dict[str, Any]], depth: int = 0) -> nn.Module:
+    """The module a spec describes, on the "meta" device: its size is checked against the header before any memory."""
     spec = specs.get(name)
     if spec is None:
-        raise ValueError(f"artifact header has no spec for module {name!r}")
+        raise ValueError(f"artifact header has no spec for module {_short(name)}")
+    if depth > MAX_MODULE_DEPTH:
+        raise ValueError(f"artifact header nests modules more than {MAX_MODULE_DEPTH} deep under {_short(name)}")
     if spec["type"] == "Sequential":
-        children = spec["args"]["children"]
-        return nn.Sequential(OrderedDict((child, _build_module(_join(name, child), specs)) for child in children))
-    kind = check_choice(f"type of module {name!r}", spec["type"], LAYER_KINDS)
+        children = OrderedDict((child, _build_module(_join(name, child), specs, depth + 1))
+                               for child in spec["args"]["children"])
+        try:
+            return nn.Sequential(children)
+        except (KeyError, TypeError) as err:  # a child name PyTorch refuses ("" or with a dot)
+            raise ValueError(f"cannot rebuild {_short(name)} as Sequential: {err}") from None
+    kind = check_choice(f"type of module {_short(name)}", spec["type"], LAYER_KINDS)
     args = {key: tuple(value) if isinstance(value, list) else value for key, value in spec["args"].items()}
     try:
-        return LAYER_KINDS[kind].cls(**args)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot rebuild {name!r} as {kind}({args}): {err}") from None
+        with torch.device("meta"):
+            return LAYER_KINDS[kind].cls(**args)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:  # arguments the layer refuses
+        raise ValueError(f"cannot rebuild {_short(name)} as {kind}({_short(args, 200)}): {str(err)[:200]}") from None
 
 
 def _rebuild_modules(model: nn.Module, modules: list[dict[str, Any]]) -> None:
     """Replace every spec'd module whose type or arguments differ from the skeleton's, outermost first."""
     specs = {spec["name"]: spec for spec in modules}
-    for name, spec in specs.items():
+    for name, spec in sorted(specs.items()):
         try:
             current = model.get_submodule(name)
         except AttributeError:
             current = None
         if current is not None and _module_spec(current) == {"type": spec["type"], "args": spec["args"]}:
             continue
+        replacement = _build_module(name, specs)
         try:
-            model.set_submodule(name, _build_module(name, specs))
-        except AttributeError:
-            raise ValueError(f"cannot place module {name!r}: the skeleton has no parent module for it") from None
+            model.set_submodule(name, replacement)
+        except (AttributeError, TypeError, KeyError):
+            raise ValueError(f"cannot place module {_short(name)}: the skeleton has no parent module for it") from None
+
+
+def _attach_factorizations(model: nn.Module, modules: list[dict[str, Any]]) -> None:
+    """Mark low-rank pairs exactly as stored (so their rank is reported after loading), and no other module."""
+    stored = {spec["name"]: spec["factorization"] for spec in modules if "factorization" in spec}
+    for name, module in model.named_modules():
+        if name in stored:
+            shape = tuple(stored[name]["shape"])
+            setattr(module, FACTORIZATION, Factorization(stored[name]["layer_type"], shape))
+        elif hasattr(module, FACTORIZATION):
+            delattr(module, FACTORIZATION)
 
 
 def _attach_quantization(model: nn.Module, quants: dict[str, WeightQuant], input_quants: dict[str, Any]) -> None:
@@ -570,7 +843,11 @@ def _attach_quantization(model: nn.Module, quants: dict[str, WeightQuant], input
     for name, quant in quants.items():
         setattr(model.get_submodule(name), WEIGHT_QUANT, quant)
     for name, spec in input_quants.items():
-        set_input_quant(model.get_submodule(name), InputQuant(**spec))
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"artifact header: input_quant names module {_short(name)}, which the model lacks") from None
+        set_input_quant(module, InputQuant(**spec))
 
 
 def _plain_input_quant(spec: InputQuant) -> InputQuant:

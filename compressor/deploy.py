@@ -45,6 +45,7 @@ from torch import nn
 
 from compressor.data import DataSplits
 from compressor.latency import Latency, LatencyConfig, denormal_state_kept, time_calls
+from compressor.inference import EVAL_BATCH
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
 from compressor.report import Report, evaluate, score
@@ -55,7 +56,6 @@ PROVIDER = "CPUExecutionProvider"
 BLOCK_SIZE = 32  # MatMulNBits: inputs sharing one 4-bit scale (a power of two ≥ 16; ORT's default is 128)
 CALIBRATION_EXAMPLES = 256  # training inputs the static (convolution) quantizer observes
 CALIBRATION_BATCH = 64
-EVAL_BATCH = 1024  # inputs per session run while scoring
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # what int8 / int4 kernels use on x86
 KERNELS = ("fp32", "int8", "int4", "simulated")
 SPARSE_FROM = 0.25  # Linear layers at least this sparse (pruned, not just rounded) are also timed with CSR at batch 1

@@ -11,81 +11,24 @@ factor T² undoes, keeping the two terms balanced whatever T is. The comparison 
 adds is the same student trained on the hard labels alone for as many epochs (`train_scratch`).
 
 For the shipped samples a student is the same architecture with every hidden size multiplied by `width`
-(source "digits-mlp@width=0.4", which `compressor.models.build_model` rebuilds, so exported students load);
+(source "digits-mlp@width=0.4", built by `compressor.models.build_student`, so exported students load);
 for any other model the student comes from an entry point (`path/file.py:factory`).
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from compressor.data import Split
-from compressor.state import source_of, tag_source
+from compressor.models import STUDENT_MARK, SAMPLE_STUDENTS, build_model, build_student, check_width, student_source
+from compressor.state import source_of
 from compressor.training import History, Progress, StopCheck, check_labelled, cross_entropy, fit
 from compressor.validation import check_fraction, check_positive
 
-STUDENT_MARK = "@width="  # "digits-mlp@width=0.4": the sample's architecture at 0.4 of its width
 TEACHER_BATCH = 1024  # inputs per forward pass while recording the teacher's logits
-
-
-def _scaled(size: int, width: float) -> int:
-    """A hidden size times the width multiplier, at least 1."""
-    return max(1, round(size * width))
-
-
-def _mlp_student(width: float) -> nn.Module:
-    from sample_models.architectures import DigitsMLP
-
-    return DigitsMLP(hidden=(_scaled(300, width), _scaled(100, width)))  # the sample is 64-300-100-10
-
-
-def _cnn_student(width: float) -> nn.Module:
-    from sample_models.architectures import DigitsCNN
-
-    channels = (_scaled(6, width), _scaled(16, width))  # the sample: conv 6, conv 16, fc 120-84-10
-    return DigitsCNN(channels=channels, hidden=(_scaled(120, width), _scaled(84, width)))
-
-
-SAMPLE_STUDENTS: dict[str, Callable[[float], nn.Module]] = {"digits-mlp": _mlp_student, "digits-cnn": _cnn_student}
-
-
-def student_source(sample: str, width: float) -> str:
-    """The source tag of a sample's student: "digits-mlp@width=0.4"."""
-    return f"{sample}{STUDENT_MARK}{float(width)!r}"
-
-
-def is_student_source(source: str) -> bool:
-    """True for "<sample>@width=<w>" (whether or not w is valid: `build_student` says what is wrong)."""
-    sample, mark, _ = source.partition(STUDENT_MARK)
-    return bool(mark) and sample in SAMPLE_STUDENTS
-
-
-def build_student(source: str, seed: int = 0) -> nn.Module:
-    """A fresh student from its source tag, initialised from `seed` (the global RNG is left as it was)."""
-    sample, _, text = source.partition(STUDENT_MARK)
-    if sample not in SAMPLE_STUDENTS:
-        raise ValueError(f"student source {source!r} names no sample with students; "
-                         f"available: {', '.join(SAMPLE_STUDENTS)}")
-    try:
-        width = float(text)
-    except ValueError:
-        raise ValueError(f"student source {source!r}: width {text!r} is not a number") from None
-    width = _check_width(width)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        student = SAMPLE_STUDENTS[sample](width)
-    return tag_source(student.eval(), student_source(sample, width))
-
-
-def _check_width(width: float) -> float:
-    width = check_fraction("width", width, 0.0, 1.0)
-    if width == 0:
-        raise ValueError("width=0 is out of range; allowed: above 0 up to 1")
-    return width
 
 
 def make_student(teacher: nn.Module, width: float = 0.5, source: str | None = None, seed: int = 0) -> nn.Module:
@@ -95,8 +38,6 @@ def make_student(teacher: nn.Module, width: float = 0.5, source: str | None = No
     architecture with every hidden size times `width` (0 < width ≤ 1; parameters shrink roughly as width²).
     source="path/file.py:factory" (or "pkg.mod:factory"): the student that entry point builds, for any teacher.
     """
-    from compressor.models import build_model
-
     if source is not None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -106,7 +47,7 @@ def make_student(teacher: nn.Module, width: float = 0.5, source: str | None = No
     if sample not in SAMPLE_STUDENTS:
         raise ValueError(f"no built-in student for a model from {origin or 'an unknown source'!r} (built-in: "
                          f"{', '.join(SAMPLE_STUDENTS)}); pass source='path/file.py:factory' building the student")
-    return build_student(student_source(sample, _check_width(width)), seed)
+    return build_student(student_source(sample, check_width(width)), seed)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -1,29 +1,43 @@
-"""Where models come from: shipped samples and user entry points (`file.py:factory`, `package.module:factory`)."""
+"""Where models come from: shipped samples, their students, and user entry points (`file.py:factory`, `pkg.mod:factory`).
+
+A sample name ("digits-mlp") and a sample's student ("digits-mlp@width=0.4") resolve through the sample registry
+only: they never run code chosen by whoever wrote the name. An entry point imports and calls Python code, so
+only the caller decides to run one (the CLI's --model, `make_student(source=...)`); a file's header never does
+(see `compressor.artifact.load`, which needs `allow_entry_points=True` for that).
+"""
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
-from compressor.data import Sample
+import sample_models
+from compressor.data import DataSplits, Sample, Split, check_inputs, read_npz
 from compressor.state import tag_source
+from compressor.validation import check_fraction
+from sample_models.architectures import DigitsCNN, DigitsMLP
+
+STUDENT_MARK = "@width="  # "digits-mlp@width=0.4": the sample's architecture at 0.4 of its width
+MAX_INPUT_ELEMENTS = 2**28  # --input-shape: at most 2^28 random inputs (1 GiB of float32)
+
+
+# ---- samples ------------------------------------------------------------------------------------------------------
 
 
 def list_samples() -> dict[str, str]:
     """Sample model names with one-line descriptions."""
-    import sample_models
-
     return sample_models.catalog()
 
 
 def load_sample(name: str) -> Sample:
     """A shipped pretrained sample with its data splits; its model remembers its name as source."""
-    import sample_models
-
     available = sample_models.catalog()
     if name not in available:
         raise ValueError(f"unknown sample model {name!r}; available: {', '.join(available)}")
@@ -32,49 +46,130 @@ def load_sample(name: str) -> Sample:
     return sample
 
 
+# ---- students of the samples ----------------------------------------------------------------------------------------
+
+
+def _scaled(size: int, width: float) -> int:
+    """A hidden size times the width multiplier, at least 1."""
+    return max(1, round(size * width))
+
+
+def _mlp_student(width: float) -> nn.Module:
+    return DigitsMLP(hidden=(_scaled(300, width), _scaled(100, width)))  # the sample is 64-300-100-10
+
+
+def _cnn_student(width: float) -> nn.Module:
+    channels = (_scaled(6, width), _scaled(16, width))  # the sample: conv 6, conv 16, fc 120-84-10
+    return DigitsCNN(channels=channels, hidden=(_scaled(120, width), _scaled(84, width)))
+
+
+SAMPLE_STUDENTS: dict[str, Callable[[float], nn.Module]] = {"digits-mlp": _mlp_student, "digits-cnn": _cnn_student}
+
+
+def student_source(sample: str, width: float) -> str:
+    """The source tag of a sample's student: "digits-mlp@width=0.4"."""
+    return f"{sample}{STUDENT_MARK}{float(width)!r}"
+
+
+def is_student_source(source: str) -> bool:
+    """True for "<sample>@width=<w>" (whether or not w is valid: `build_student` says what is wrong)."""
+    sample, mark, _ = source.partition(STUDENT_MARK)
+    return bool(mark) and sample in SAMPLE_STUDENTS
+
+
+def check_width(width: float) -> float:
+    """A student's width multiplier: above 0, at most 1."""
+    width = check_fraction("width", width, 0.0, 1.0)
+    if width == 0:
+        raise ValueError("width=0 is out of range; allowed: above 0 up to 1")
+    return width
+
+
+def build_student(source: str, seed: int = 0) -> nn.Module:
+    """A fresh student from its source tag, initialised from `seed` (the global RNG is left as it was)."""
+    sample, _, text = source.partition(STUDENT_MARK)
+    if sample not in SAMPLE_STUDENTS:
+        raise ValueError(f"student source {source!r} names no sample with students; "
+                         f"available: {', '.join(SAMPLE_STUDENTS)}")
+    try:
+        width = float(text)
+    except ValueError:
+        raise ValueError(f"student source {source!r}: width {text!r} is not a number") from None
+    width = check_width(width)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        student = SAMPLE_STUDENTS[sample](width)
+    return tag_source(student.eval(), student_source(sample, width))
+
+
+# ---- entry points ---------------------------------------------------------------------------------------------------
+
+
 def is_entry_point(spec: str) -> bool:
     """True for `path/to/file.py:factory` and `package.module:factory`."""
     return ":" in spec and not spec.endswith(":")
 
 
 def load_entry_point(spec: str) -> Callable[[], Any]:
-    """The callable named by an entry point; a clear ValueError if the file, module or name is missing."""
+    """The callable named by an entry point; a clear ValueError if the file, module or name is missing or broken."""
     if not is_entry_point(spec):
         raise ValueError(f"{spec!r} is not an entry point; expected path/to/file.py:factory or package.module:factory")
     target, _, attr = spec.rpartition(":")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise ValueError(f"entry point file {target!r} does not exist")
-        module_name = f"_compressor_entry_{abs(hash(str(path.resolve())))}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module
-            module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as err:
-            raise ValueError(f"entry point module {target!r} cannot be imported: {err}") from None
+    try:
+        module = _import_file(target) if target.endswith(".py") else importlib.import_module(target)
+    except ValueError:
+        raise
+    except Exception as err:  # the user's module failed while importing: their code, reported in one line
+        raise ValueError(f"entry point {spec!r}: importing {target!r} failed: {type(err).__name__}: {err}") from None
     if not callable(getattr(module, attr, None)):
         raise ValueError(f"entry point {spec!r}: {target} has no callable named {attr!r}")
     return getattr(module, attr)
 
 
+def _import_file(target: str) -> Any:
+    path = Path(target)
+    if not path.is_file():
+        raise ValueError(f"entry point file {target!r} does not exist")
+    module_name = f"_compressor_entry_{abs(hash(str(path.resolve())))}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # before running it, as `import` does (dataclasses look themselves up there)
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]  # only a module that imported cleanly is cached
+        raise
+    return module
+
+
+def call_entry_point(spec: str) -> Any:
+    """What the entry point's callable returns; an exception raised inside it becomes one clear ValueError."""
+    factory = load_entry_point(spec)
+    try:
+        return factory()
+    except RecursionError:
+        raise ValueError(f"entry point {spec!r} raised RecursionError (unbounded recursion)") from None
+    except Exception as err:  # the user's factory failed: their code, reported in one line
+        raise ValueError(f"entry point {spec!r} raised {type(err).__name__}: {err}") from None
+
+
+# ---- building models --------------------------------------------------------------------------------------------------
+
+
 def build_model(source: str) -> nn.Module:
     """A fresh uncompressed model from a sample name, a sample's student or an entry point, tagged with its source.
 
-    A student source ("digits-mlp@width=0.4", see `compressor.distillation`) builds an untrained student: an
-    artifact holding a trained one loads its weights into it.
+    A student source ("digits-mlp@width=0.4") builds an untrained student: an artifact holding a trained one
+    loads its weights into it. An entry point runs code: pass only sources you chose yourself.
     """
-    from compressor.distillation import build_student, is_student_source
-
+    if not isinstance(source, str):
+        raise ValueError(f"model source {source!r} must be a sample name or an entry point string")
     if is_student_source(source):
         return build_student(source)
     if is_entry_point(source):
-        model = load_entry_point(source)()
+        model = call_entry_point(source)
         if not isinstance(model, nn.Module):
             raise ValueError(f"entry point {source!r} returned {type(model).__name__}, not a torch.nn.Module")
         return tag_source(model.eval(), source)
@@ -83,54 +178,50 @@ def build_model(source: str) -> nn.Module:
 
 def baseline_source(source: str) -> str:
     """The model a compressed model is compared with: the sample itself for a student of a sample, else the source."""
-    from compressor.distillation import is_student_source
-
     return source.partition("@")[0] if is_student_source(source) else source
 
 
+# ---- data -------------------------------------------------------------------------------------------------------------
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
-    """'8,3,32,32' -> (8, 3, 32, 32); batch first, every size a positive whole number."""
+    """'8,3,32,32' -> (8, 3, 32, 32); batch first, at least two dimensions, each a positive whole number."""
     try:
         shape = tuple(int(part) for part in text.split(","))
     except ValueError:
         shape = ()
-    if not shape or any(size < 1 for size in shape):
-        raise ValueError(f"input shape {text!r} must be comma-separated positive whole numbers, batch first (e.g. 8,3,32,32)")
+    if len(shape) < 2 or any(size < 1 for size in shape):
+        raise ValueError(f"input shape {text!r} must be comma-separated positive whole numbers, batch first, "
+                         "with at least one dimension after the batch (e.g. 8,64 or 8,3,32,32)")
+    if int(np.prod(shape, dtype=object)) > MAX_INPUT_ELEMENTS:
+        raise ValueError(f"input shape {text!r} has {int(np.prod(shape, dtype=object)):,} elements; "
+                         f"allowed: at most {MAX_INPUT_ELEMENTS:,}")
     return shape
 
 
-def random_data(shape: tuple[int, ...], seed: int = 0) -> "DataSplits":
+def random_data(shape: tuple[int, ...], seed: int = 0) -> DataSplits:
     """Seeded standard-normal inputs without labels: reports then give agreement with the baseline."""
-    import torch
-
-    from compressor.data import DataSplits, Split
-
     X = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     return DataSplits.from_test(Split(X))
 
 
-def load_data(spec: str) -> "DataSplits":
-    """Data from a sample name, an entry point returning (X, y) or X, or an .npz with arrays X (and optionally y)."""
-    import numpy as np
-    import torch
+def load_data(spec: str) -> DataSplits:
+    """Data from a sample name, an entry point returning (X, y) or X, or an .npz with arrays X (and optionally y).
 
-    from compressor.data import DataSplits, Split
-
+    Inputs are checked (real numbers, finite, at least one example) and labels too (whole numbers ≥ 0, one per
+    input); whether they fit a model is `compressor.data.check_fits`.
+    """
     if spec.endswith(".npz"):
-        if not Path(spec).is_file():
-            raise ValueError(f"data file {spec!r} does not exist")
-        with np.load(spec, allow_pickle=False) as arrays:
-            if "X" not in arrays:
-                raise ValueError(f"data file {spec!r} has arrays {', '.join(arrays.files)}; it needs X (and optionally y)")
-            X = torch.as_tensor(arrays["X"], dtype=torch.float32)
-            y = torch.as_tensor(arrays["y"]).long() if "y" in arrays else None
-        return DataSplits.from_test(Split(X, y))
+        arrays = read_npz(spec)
+        if "X" not in arrays:
+            raise ValueError(f"data file {spec!r} has arrays {', '.join(arrays) or 'none'}; it needs X (and optionally y)")
+        return DataSplits.from_test(check_inputs(spec, arrays["X"], arrays.get("y")))
     if is_entry_point(spec):
-        out = load_entry_point(spec)()
-        X, y = out if isinstance(out, tuple) else (out, None)
+        out = call_entry_point(spec)
+        X, y = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
         if not isinstance(X, torch.Tensor) or (y is not None and not isinstance(y, torch.Tensor)):
-            raise ValueError(f"data entry point {spec!r} must return a tensor X or a tuple (X, y) of tensors")
-        return DataSplits.from_test(Split(X.float(), None if y is None else y.long()))
+            raise ValueError(f"data entry point {spec!r} must return a tensor X or a tuple (X, y) of two tensors")
+        return DataSplits.from_test(check_inputs(spec, X, y))
     if spec in list_samples():
         return load_sample(spec).data
     raise ValueError(f"data {spec!r} is not a sample name ({', '.join(list_samples())}), an entry point or an .npz file")

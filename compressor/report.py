@@ -15,13 +15,12 @@ from compressor import fidelity
 from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
+from compressor.inference import predictions
 from compressor.latency import LatencyConfig, measure_latency
 from compressor.state import recipe_of
 
 if TYPE_CHECKING:  # deploy.py builds on this module: Report only holds its result
     from compressor.deploy import Deployment
-
-EVAL_BATCH = 1024  # inputs per forward pass while scoring accuracy
 
 
 @dataclass(frozen=True)
@@ -112,13 +111,6 @@ class Report:
             (f"top-{f['neighbours']} neighbour agreement", 1.0, f["neighbour_agreement"]),
             ("topic accuracy", f["baseline_topic_accuracy"], f["topic_accuracy"]),
         ]
-
-
-def predictions(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Predicted class per output: argmax over the last dimension."""
-    with torch.inference_mode():
-        logits = torch.cat([model(X[i : i + EVAL_BATCH]) for i in range(0, len(X), EVAL_BATCH)])
-    return logits.argmax(dim=-1)
 
 
 def score(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:

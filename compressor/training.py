@@ -41,10 +41,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compressor.data import Split
+from compressor.inference import predictions
 from compressor.layers import eligible_layers, select_layers
 from compressor.quantization import QuantSetting, quantize_weight
 from compressor.recipe import Finetune
-from compressor.report import predictions
 from compressor.state import WEIGHT_QUANT, WeightQuant, recipe_of, tag_recipe, weight_quant
 from compressor.validation import check_int, check_positive
 

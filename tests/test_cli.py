@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from compressor.cli import main
@@ -148,3 +149,93 @@ def test_the_report_table_prints_counts_in_full_with_thousands_separators():
     parameters = next(line for line in text.splitlines() if line.startswith("parameters"))
     assert parameters.split()[1:] == ["50,610", "50,610"] and "e+" not in text.split("\n\n")[0]
     assert "0.9889" in text  # fractions keep 4 significant digits
+
+
+# ---- every user mistake: one line naming the value, exit 2 (in-process: an escaping exception fails the test) ----
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    from compressor import load_sample
+
+    root = tmp_path_factory.mktemp("bad")
+    test = load_sample("digits-mlp").data.test
+    X, y = test.X.numpy()[:50], test.y.numpy()[:50]
+    arrays = {
+        "narrow.npz": dict(X=X[:, :50], y=y), "labels10.npz": dict(X=X, y=np.full(50, 10)),
+        "nan.npz": dict(X=np.full_like(X, np.nan), y=y), "inf.npz": dict(X=np.where(X > 0.5, np.inf, X), y=y),
+        "complex.npz": dict(X=X.astype(np.complex64), y=y), "nanlabels.npz": dict(X=X, y=np.full(50, np.nan)),
+        "floatlabels.npz": dict(X=X, y=y + 0.5), "negative.npz": dict(X=X, y=-y - 1),
+        "objects.npz": dict(X=np.array([X, None], dtype=object)),
+    }
+    for name, content in arrays.items():
+        np.savez(root / name, **content)
+    (root / "empty.npz").write_bytes(b"")
+    (root / "empty.json").write_text("")
+    (root / "empty_steps.json").write_text('{"steps": []}')
+    (root / "raises_on_import.py").write_text("raise RuntimeError('boom at import')\n")
+    (root / "factories.py").write_text("def raises():\n    raise KeyError('boom')\n\n"
+                                       "def nothing():\n    return None\n")
+    import compressor as cz
+
+    good = cz.encode(cz.load_sample("digits-mlp").model).data
+    (root / "truncated.clab").write_bytes(good[: len(good) // 2])
+    (root / "empty.clab").write_bytes(b"")
+    return root
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "{d}/factories.py:raises"], "entry point '{d}/factories.py:raises' raised KeyError: 'boom'"),
+    (["--model", "{d}/raises_on_import.py:model"], "importing '{d}/raises_on_import.py' failed: RuntimeError: boom"),
+    (["--model", "{d}/factories.py:nothing"], "returned NoneType, not a torch.nn.Module"),
+    (["--model", "nonexistent_module_xyz:f"], "importing 'nonexistent_module_xyz' failed: ModuleNotFoundError"),
+    (["--model", "digits-mlp", "--data", "{d}/narrow.npz"], "inputs of shape (50,) (per example) do not fit the model"),
+    (["--model", "digits-mlp", "--data", "{d}/labels10.npz"], "labels y include 10 but the model has 10 outputs"),
+    (["--model", "digits-mlp", "--data", "{d}/nan.npz"], "X has 3,200 values that are NaN or infinite"),
+    (["--model", "digits-mlp", "--data", "{d}/inf.npz"], "values that are NaN or infinite"),
+    (["--model", "digits-mlp", "--data", "{d}/complex.npz"], "X has dtype torch.complex64; it must hold real numbers"),
+    (["--model", "digits-mlp", "--data", "{d}/nanlabels.npz"], "labels y have dtype torch.float64; they must be whole"),
+    (["--model", "digits-mlp", "--data", "{d}/floatlabels.npz"], "labels y have dtype torch.float64"),
+    (["--model", "digits-mlp", "--data", "{d}/negative.npz"], "labels y include -10; class indices are 0 or more"),
+    (["--model", "digits-mlp", "--data", "{d}/objects.npz"], "holds Python objects, which would need unpickling"),
+    (["--model", "digits-mlp", "--data", "{d}/empty.npz"], "is not an .npz archive"),
+    (["--model", "{d}/truncated.clab"], "artifact is truncated"),
+    (["--model", "{d}/empty.clab"], "is not a Compression Lab artifact"),
+    (["--model", "tests/models.py:residual_cnn", "--input-shape", "64"], "input shape '64' must be"),
+    (["--model", "tests/models.py:residual_cnn", "--input-shape", "8,64"], "inputs of shape (64,) (per example) do not fit"),
+    (["--model", "digits-mlp", "--input-shape", "8,64"], "--input-shape '8,64' does not apply"),
+    (["--model", "digits-mlp", "--recipe", ""], "--recipe '' is empty"),
+    (["--model", "digits-mlp", "--recipe", "{d}/empty.json"], "recipe is not valid JSON"),
+])
+def test_each_mistake_is_one_line_naming_the_value(bad_files, capsys, args, message):
+    args = [arg.format(d=bad_files) for arg in args]
+    assert main(["evaluate", *args, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert message.format(d=bad_files) in err
+
+
+def test_an_empty_recipe_exports_an_equal_copy(bad_files, tmp_path, capsys):
+    import compressor as cz
+
+    out = tmp_path / "copy.clab"
+    assert main(["export", "--model", "digits-mlp", "--recipe", str(bad_files / "empty_steps.json"), "--out", str(out)]) == 0
+    sample = cz.load_sample("digits-mlp")
+    loaded = cz.load(out)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), sample.model.state_dict().values()))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--json", *FAST]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["recipe"] == {"steps": []} and report["compressed_bytes"] == out.stat().st_size
+
+
+@pytest.mark.parametrize("source", ["os:abort", "sys:exit"])
+def test_an_artifact_naming_code_is_refused_and_runs_it_only_with_allow_code(tmp_path, source):
+    import compressor as cz
+    from tests.test_artifact_safety import reframe
+
+    path = tmp_path / "crafted.clab"
+    path.write_bytes(reframe(cz.encode(cz.load_sample("digits-mlp").model).data, source=source))
+    out = run_cli("evaluate", "--model", str(path), *FAST)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert f"source is the entry point '{source}'" in out.stderr and "--allow-code" in out.stderr
