@@ -16,11 +16,17 @@ from compressor import artifact
 from compressor.data import DataSplits, check_fits
 from compressor.deploy import deploy, deployed_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
-from compressor.models import baseline_source, build_model, is_entry_point, list_samples, load_data, parse_shape, random_data
+from compressor.models import (
+    baseline_source, build_model, is_entry_point, list_samples, load_data, load_sample, parse_shape, random_data,
+)
 from compressor.pipeline import compress
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator
 from compressor.recipe import Recipe
 from compressor.report import Report, evaluate
+from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
+from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, sensitivity
 from compressor.state import source_of
+from compressor.workers import GRACE_S, HEARTBEAT_S, open_storage
 
 
 def _is_artifact(spec: str) -> bool:
@@ -155,8 +161,6 @@ def format_report(report: Report) -> str:
 
 def _floats(text: str, name: str, count: int | None = None) -> tuple:
     """"0.1,0.9" -> (0.1, 0.9); "fp32" and "int8-deployed" stay words; one clear error otherwise."""
-    from compressor.policy import DEPLOYED_INT8, FP32
-
     values = []
     for part in text.split(","):
         part = part.strip()
@@ -175,18 +179,12 @@ def _floats(text: str, name: str, count: int | None = None) -> tuple:
 
 
 def _sample_evaluator(model: str):
-    from compressor.models import load_sample
-    from compressor.policy import Evaluator
-
     sample = load_sample(model)
     return Evaluator(sample.model, sample.data)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     import optuna
-
-    from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
-    from compressor.workers import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace(
@@ -213,8 +211,6 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> None:
-    from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, sensitivity
-
     evaluator = _sample_evaluator(args.model)
     grid = SensitivityGrid(amounts=_floats(args.amounts, "amounts"), bits=_floats(args.bits, "bits"),
                            rank_ratios=() if args.rank_ratios == "off" else _floats(args.rank_ratios, "rank-ratios"))
@@ -274,8 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_search_parsers(sub) -> None:
     """`search` and `sensitivity`: per-layer policies of a sample model."""
-    from compressor.workers import GRACE_S, HEARTBEAT_S
-
     cmd = sub.add_parser("search", help="NSGA-II search of per-layer policies (several workers may share --storage)")
     cmd.add_argument("--model", required=True, help="sample name")
     cmd.add_argument("--trials", type=int, default=200, help="complete trials the study ends with (all workers together)")

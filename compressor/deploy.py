@@ -31,7 +31,7 @@ import logging
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from compressor.latency import Latency, LatencyConfig, denormal_state_kept, time
 from compressor.inference import EVAL_BATCH
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
-from compressor.report import Report, evaluate, score
+from compressor.report import Deployment, Report, evaluate, score
 from compressor.sparse_kernel import SparseTiming, linear_sparsity, time_csr
 from compressor.state import INPUT_QUANT, clear_input_quant, weight_quant
 
@@ -278,36 +278,6 @@ def cpu_flags() -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- the measurement
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """The compressed model deployed on ONNX Runtime, next to the fp32 baseline deployed the same way."""
-
-    kernel: str  # "fp32" | "int8" | "int4" | "simulated" (no native kernel: runs in fp32)
-    kernel_detail: str  # which operators, granularity, why
-    simulated: bool  # True: the file is real, the deployed latency is fp32's
-    runtime: str  # "onnxruntime"
-    runtime_version: str
-    execution_provider: str
-    op_types: list[str]  # operators of the deployed graph (before ORT's own fusions)
-    deployed_bytes: int  # the deployed .onnx file
-    baseline_bytes: int  # the fp32 baseline's .onnx file
-    deployed_accuracy: float  # of the deployed model itself
-    simulated_accuracy: float  # of the PyTorch model (the report's accuracy)
-    baseline_accuracy: float  # of the deployed fp32 baseline
-    deployed_latency_ms: float  # median per batch
-    deployed_latency_spread_ms: float  # interquartile range
-    deployed_baseline_latency_ms: float
-    deployed_speedup: float  # deployed_baseline_latency_ms / deployed_latency_ms
-    batch_size: int
-    sequence_length: int | None  # tokens per input for sequence models; None for fixed-size inputs
-    threads: int
-    runs: int
-    denormals_flushed: bool  # ORT flushes subnormal floats to zero (FTZ/DAZ) in these sessions
-    cpu_flags: list[str]
-    sparse: SparseTiming | None = None  # unstructured zeros: dense vs CSR kernel at batch 1 (eager, SciPy CSR)
-    notes: list[str] = field(default_factory=list)
 
 
 def deploy(model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig = LatencyConfig(),

@@ -21,6 +21,7 @@ from torch import nn
 
 from compressor.data import Split
 from compressor.fidelity import embed
+from compressor.models import baseline_source, build_model
 from compressor.recipe import Finetune
 from compressor.state import recipe_of, source_of, tag_recipe
 from compressor.training import History, Objective, Progress, StopCheck, check_labelled, fit
@@ -37,8 +38,6 @@ def cosine_distillation(targets: torch.Tensor) -> Objective:
 
 def teacher_embeddings(model: nn.Module, data: Split) -> torch.Tensor:
     """The uncompressed model's embeddings (N, D) of `data`: the model its source names, built afresh (cached)."""
-    from compressor.models import baseline_source
-
     source = source_of(model)
     if source is None:
         raise ValueError("fine-tuning an embedding model distils from its uncompressed source, but this model "
@@ -49,8 +48,6 @@ def teacher_embeddings(model: nn.Module, data: Split) -> torch.Tensor:
 
 @lru_cache(maxsize=4)
 def _teacher_embeddings(key: tuple, X: torch.Tensor) -> torch.Tensor:
-    from compressor.models import build_model
-
     return embed(build_model(key[0]), X)
 
 

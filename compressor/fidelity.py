@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.data import DataSplits
+from compressor.inference import macro_f1
 from compressor.validation import check_int
 
 Encode = Callable[[torch.Tensor], torch.Tensor]  # token ids (B, L) -> embeddings (B, D)
@@ -120,7 +121,6 @@ def reference(baseline: Encode | nn.Module, data: DataSplits) -> Reference:
 
 def compare(compressed: torch.Tensor, ref: Reference, k: int = NEIGHBOURS) -> Fidelity:
     """The four measures for compressed test embeddings (N_test, D) against the reference."""
-    from compressor.report import macro_f1
 
     cosines = cosine_similarities(compressed, ref.test_embeddings)
     predicted, baseline_predicted = classify(compressed, ref.centroids), classify(ref.test_embeddings, ref.centroids)

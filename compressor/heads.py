@@ -32,6 +32,7 @@ from torch import nn
 from compressor.data import Split
 from compressor.pruning import CRITERIA, MAX_AMOUNT, layer_mask
 from compressor.state import WEIGHT_QUANT, weight_quant
+from compressor.structured import prune_channels
 from compressor.validation import check_choice, check_fraction, check_int
 
 NORMS = (1, 2)
@@ -190,8 +191,6 @@ def prune_transformer(
     `settings`: norm, criterion, scope, data, seed as for `prune_channels`; heads are always ranked within their
     block (scope applies to the channel groups).
     """
-    from compressor.structured import prune_channels
-
     blocks = attention_blocks(model)
     projections = {n for b in blocks.values() for n in (b.name, *b.projections)}
     if layers is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -15,12 +15,40 @@ from compressor import fidelity
 from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits, Split
 from compressor.artifact import encode
-from compressor.inference import predictions
+from compressor.inference import macro_f1, predictions, score  # noqa: F401 (score, macro_f1: re-exported)
 from compressor.latency import LatencyConfig, measure_latency
+from compressor.sparse_kernel import SparseTiming
 from compressor.state import recipe_of
 
-if TYPE_CHECKING:  # deploy.py builds on this module: Report only holds its result
-    from compressor.deploy import Deployment
+
+@dataclass(frozen=True)
+class Deployment:
+    """The compressed model deployed on ONNX Runtime, next to the fp32 baseline deployed the same way."""
+
+    kernel: str  # "fp32" | "int8" | "int4" | "simulated" (no native kernel: runs in fp32)
+    kernel_detail: str  # which operators, granularity, why
+    simulated: bool  # True: the file is real, the deployed latency is fp32's
+    runtime: str  # "onnxruntime"
+    runtime_version: str
+    execution_provider: str
+    op_types: list[str]  # operators of the deployed graph (before ORT's own fusions)
+    deployed_bytes: int  # the deployed .onnx file
+    baseline_bytes: int  # the fp32 baseline's .onnx file
+    deployed_accuracy: float  # of the deployed model itself
+    simulated_accuracy: float  # of the PyTorch model (the report's accuracy)
+    baseline_accuracy: float  # of the deployed fp32 baseline
+    deployed_latency_ms: float  # median per batch
+    deployed_latency_spread_ms: float  # interquartile range
+    deployed_baseline_latency_ms: float
+    deployed_speedup: float  # deployed_baseline_latency_ms / deployed_latency_ms
+    batch_size: int
+    sequence_length: int | None  # tokens per input for sequence models; None for fixed-size inputs
+    threads: int
+    runs: int
+    denormals_flushed: bool  # ORT flushes subnormal floats to zero (FTZ/DAZ) in these sessions
+    cpu_flags: list[str]
+    sparse: SparseTiming | None = None  # unstructured zeros: dense vs CSR kernel at batch 1 (eager, SciPy CSR)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,22 +139,6 @@ class Report:
             (f"top-{f['neighbours']} neighbour agreement", 1.0, f["neighbour_agreement"]),
             ("topic accuracy", f["baseline_topic_accuracy"], f["topic_accuracy"]),
         ]
-
-
-def score(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """Accuracy and macro-F1 of predicted classes against targets."""
-    pred, target = pred.reshape(-1), target.reshape(-1)
-    return (pred == target).float().mean().item(), macro_f1(pred, target)
-
-
-def macro_f1(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean over classes present in pred or target of F1 = 2·TP / (2·TP + FP + FN)."""
-    classes = int(max(pred.max(), target.max())) + 1
-    confusion = torch.bincount(target * classes + pred, minlength=classes * classes).view(classes, classes)
-    tp = confusion.diag().double()
-    predicted, actual = confusion.sum(dim=0).double(), confusion.sum(dim=1).double()  # TP+FP, TP+FN
-    present = (predicted + actual) > 0
-    return (2 * tp[present] / (predicted[present] + actual[present])).mean().item()
 
 
 def evaluate(

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from compressor.policy import FP32, Evaluator, LayerChoice, Measures, describe_policy, policy_recipe, policy_to_dict
 from compressor.recipe import MAX_AMOUNT
+from compressor.sweeps import pareto_mask
 from compressor.validation import check_choice, check_fraction, check_int
 from compressor.workers import complete_count, work
 
@@ -236,8 +237,6 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 def front(frame: pd.DataFrame, objectives: Sequence[str], up_to_generation: int | None = None) -> pd.DataFrame:
     """The feasible non-dominated rows (of generations ≤ `up_to_generation`, if given), smallest file first."""
-    from compressor.sweeps import pareto_mask
-
     rows = frame if up_to_generation is None else frame[frame["generation"] <= up_to_generation]
     rows = rows[rows["feasible"]].drop_duplicates("recipe")
     if rows.empty:
