@@ -1,7 +1,8 @@
 """Several worker processes on one study, against the real storages: a journal file and PostgreSQL.
 
-PostgreSQL: `.ci/run` starts a local server and sets COMPRESSOR_TEST_POSTGRES (and COMPRESSOR_REQUIRE_POSTGRES=1,
-so a missing server fails there instead of skipping). Locally, set COMPRESSOR_TEST_POSTGRES to a database URL.
+PostgreSQL: `scripts/install.sh --test` starts a local server (scripts/postgres.sh) at the default URL below;
+COMPRESSOR_TEST_POSTGRES names another. `.ci/run` sets COMPRESSOR_REQUIRE_POSTGRES=1, so a missing server fails
+there instead of skipping.
 """
 from __future__ import annotations
 
