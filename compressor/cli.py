@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from compressor import artifact
+from compressor import artifact, user_models
 from compressor.data import DataSplits
 from compressor.deploy import deploy, deployed_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
@@ -23,10 +23,17 @@ def _is_artifact(spec: str) -> bool:
     return Path(spec).is_file() and artifact.is_artifact(spec)
 
 
-def open_model(spec: str) -> nn.Module:
-    """A sample name, an exported artifact, or an entry point returning an nn.Module."""
+def _refuse_code(spec: str, allow_code: bool) -> None:
+    """Entry points run the user's code: only with --allow-code."""
+    if is_entry_point(spec) and not allow_code:
+        raise ValueError(f"{spec!r} is an entry point, which runs code; pass --allow-code to run it")
+
+
+def open_model(spec: str, allow_code: bool = False) -> nn.Module:
+    """A sample name, an exported artifact, or an entry point returning an nn.Module (only with allow_code)."""
     if _is_artifact(spec):
         return artifact.load(spec)
+    _refuse_code(spec, allow_code)
     if spec in list_samples() or is_entry_point(spec):
         return build_model(spec)
     if Path(spec).exists():
@@ -40,6 +47,7 @@ def open_model(spec: str) -> nn.Module:
 def open_data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
     """--data if given; else the model's sample data; else seeded random inputs of --input-shape."""
     if args.data:
+        _refuse_code(args.data, args.allow_code)
         return load_data(args.data)
     source = source_of(model)
     if source is not None and baseline_source(source) in list_samples():
@@ -49,9 +57,21 @@ def open_data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
     raise ValueError(f"model {args.model!r} has no default data; pass --data (sample, entry point or .npz) or --input-shape")
 
 
+def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
+    """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data."""
+    if args.weights:
+        own = user_models.load_weights(args.model, args.weights)
+    elif Path(args.model).is_dir():
+        own = user_models.load_hf_folder(args.model)
+    else:
+        return None
+    return own.model, (open_data(args, own.model) if args.data else own.data)
+
+
 def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSplits, Recipe | None]:
-    model = open_model(args.model)
-    data = open_data(args, model)
+    own = _own_model(args)
+    model = own[0] if own else open_model(args.model, args.allow_code)
+    data = own[1] if own else open_data(args, model)
     recipe = Recipe.load(args.recipe) if args.recipe else None
     small = compress(model, recipe, data) if recipe else model
     if recipe is None and _is_artifact(args.model):
@@ -209,10 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", cmd_export, "write the compressed model as an artifact file"),
     ):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--model", required=True, help="sample name, artifact file, or file.py:factory / pkg.mod:factory")
+        cmd.add_argument("--model", required=True, help="sample name, artifact file, Hugging Face folder (config.json + "
+                                                        "model.safetensors, BERT), or file.py:factory (with --allow-code)")
         cmd.add_argument("--data", help="sample name, entry point returning (X, y), or .npz with X (and y)")
         cmd.add_argument("--recipe", required=name == "export", help="recipe JSON file")
         cmd.add_argument("--input-shape", help="random inputs for a model without data, batch first: 8,3,32,32")
+        cmd.add_argument("--weights", help="your weights for --model digits-mlp or digits-cnn: .safetensors, or a "
+                                           "state-dict .pt (read with weights_only=True); checked name by name")
+        cmd.add_argument("--allow-code", action="store_true",
+                         help="allow entry points (file.py:factory) in --model and --data: they run that code")
         cmd.set_defaults(run=run)
         if name == "evaluate":
             cmd.add_argument("--batch-size", type=int, default=LatencyConfig.batch_size, help="batch for latency")

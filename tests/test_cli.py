@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from compressor.cli import main
 
@@ -64,7 +65,8 @@ def test_export_then_evaluate_the_artifact(tmp_path, recipe_file, capsys):
 
 
 def test_entry_point_model_with_random_inputs_reports_agreement(capsys):
-    code = main(["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,3,16,16", "--json", *FAST])
+    code = main(["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,3,16,16", "--json",
+                 "--allow-code", *FAST])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["metric"] == "agreement" and report["accuracy"] == 1.0
@@ -74,7 +76,7 @@ def test_entry_point_model_with_entry_point_data(tmp_path, capsys):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8, "granularity": "channel"}]}))
     code = main(["evaluate", "--model", "tests.models:residual_cnn", "--data", "tests.models:residual_cnn_data",
-                 "--recipe", str(recipe), "--json", *FAST])
+                 "--recipe", str(recipe), "--json", "--allow-code", *FAST])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["metric"] == "accuracy" and report["test_examples"] == 64
@@ -101,9 +103,13 @@ def test_text_report_is_readable(capsys):
     "args, message",
     [
         (["evaluate", "--model", "digits-xl"], "model 'digits-xl' is not a sample name"),
-        (["evaluate", "--model", "tests/models.py:nothing"], "has no callable named 'nothing'"),
-        (["evaluate", "--model", "tests/models.py:residual_cnn"], "pass --data"),
-        (["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,x"], "input shape '8,x'"),
+        (["evaluate", "--model", "tests/models.py:nothing", "--allow-code"], "has no callable named 'nothing'"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn", "--allow-code"], "pass --data"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,x", "--allow-code"], "input shape '8,x'"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn"], "runs code; pass --allow-code"),
+        (["evaluate", "--model", "digits-mlp", "--data", "tests.models:residual_cnn_data"], "pass --allow-code"),
+        (["evaluate", "--model", "digits-mlp", "--weights", "nope.pt"], "weights file 'nope.pt' does not exist"),
+        (["evaluate", "--model", "tests", "--json"], "is not a Hugging Face model folder"),
         (["evaluate", "--model", "digits-mlp", "--recipe", "missing.json"], "does not exist"),
         (["evaluate", "--model", "digits-mlp", "--runs", "3"], "runs=3 is out of range"),
         (["evaluate", "--model", "digits-mlp", "--data", "nope.npz"], "data file 'nope.npz' does not exist"),
@@ -148,3 +154,22 @@ def test_the_report_table_prints_counts_in_full_with_thousands_separators():
     parameters = next(line for line in text.splitlines() if line.startswith("parameters"))
     assert parameters.split()[1:] == ["50,610", "50,610"] and "e+" not in text.split("\n\n")[0]
     assert "0.9889" in text  # fractions keep 4 significant digits
+
+
+def test_own_weights_and_hf_folder(tmp_path, capsys):
+    """--weights for a sample architecture; a Hugging Face folder as --model."""
+    import sample_models
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    save_file(sample_models.build("digits-mlp").state_dict(), tmp_path / "w.safetensors")  # untrained: near 10%
+    assert main(["evaluate", "--model", "digits-mlp", "--weights", str(tmp_path / "w.safetensors"), "--json", *FAST]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline_accuracy"] < 0.5  # the user's (untrained) weights, not the shipped ones
+    folder = tmp_path / "bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+              add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    assert main(["evaluate", "--model", str(folder), "--json", *FAST]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fidelity"] is not None and report["test_examples"] > 0  # scored as an encoder on the sentences
