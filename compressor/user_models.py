@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -66,9 +67,13 @@ def read_state_dict(path: str | Path, limit: int = MAX_WEIGHTS_BYTES) -> dict[st
             raise ValueError(f"weights file {path.name!r} is not a readable safetensors file ({err})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"weights file {path.name!r} refused: its pickle names code or objects other than tensors "
-                         "(read with torch.load(weights_only=True); save a plain state_dict or use safetensors)") from None
+    except pickle.UnpicklingError as err:
+        named = re.search(r"GLOBAL (\S+)", str(err))  # the weights-only unpickler names what it blocked
+        if named:
+            raise ValueError(f"weights file {path.name!r} refused: its pickle names {named.group(1)}, not only tensors "
+                             "(read with torch.load(weights_only=True); save a plain state_dict or use safetensors)") from None
+        raise ValueError(f"weights file {path.name!r} is not a readable PyTorch state dict (weights-only unpickler: "
+                         "not a torch.save file of tensors)") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, zipfile errors... for a damaged file
         raise ValueError(f"weights file {path.name!r} is not a readable PyTorch state dict ({type(err).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
