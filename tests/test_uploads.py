@@ -100,3 +100,20 @@ def test_uploads_go_with_their_session_and_on_remove():
     uploads.st.session_state[session.SESSION_ID] = sid
     uploads.remove(name)
     assert session.own_models(sid) == {}
+
+
+def test_entry_points_only_on_a_server_that_allows_code(monkeypatch, tmp_path):
+    import numpy as np
+
+    monkeypatch.delenv("CLAB_ALLOW_CODE", raising=False)
+    at = open_app()
+    at.expander[0]  # the "Your own model" form is drawn
+    assert "Entry point (runs code)" not in at.radio(key="own_kind").options
+    np.savez(tmp_path / "d.npz", X=np.zeros((8, 3, 16, 16), np.float32), y=np.arange(8) % 10)
+    data = (tmp_path / "d.npz").read_bytes()
+    monkeypatch.setenv("CLAB_ALLOW_CODE", "1")
+    at.run()
+    assert "Entry point (runs code)" in at.radio(key="own_kind").options
+    sid = at.query_params[QUERY_KEY]
+    name = uploads.store_entry_point(sid, "tests/models.py:residual_cnn", "d.npz", data)
+    assert list(session.own_models(sid)) == [name]
