@@ -16,7 +16,7 @@ st.title("🗜️ Compression Lab")
 with st.expander("Your own model"):
     uploads.form()
 st.markdown(
-    f"**{name}** — {sample.description}. Every number below is measured: {'topic accuracy' if baseline.fidelity else 'accuracy'} on "
+    f"**{uploads.label(name)}** — {sample.description}. Every number below is measured: {'topic accuracy' if baseline.fidelity else 'accuracy'} on "
     f"{baseline.test_examples} held-out examples, size as the bytes of the exported file, latency timed on this server."
 )
 

@@ -117,6 +117,12 @@ def check_owner(name: str) -> None:
         raise ValueError("that model belongs to another session")
 
 
+def label(name: str) -> str:
+    """How a page names a model: a sample by its name, an own model as "your model <hash>" (the name holds the
+    session id, which is the key to the session: never put it on a shared screen)."""
+    return f"your model {name.rpartition(':')[2][:8]}" if name.startswith(OWN_PREFIX) else name
+
+
 def code_allowed() -> bool:
     """Entry points run code: only if the server was started with CLAB_ALLOW_CODE=1 or `-- --allow-code`."""
     return user_models.code_allowed(sys.argv)
