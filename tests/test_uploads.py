@@ -51,8 +51,10 @@ def test_an_upload_is_offered_to_its_session_only_and_pages_work_on_it():
     assert not alice.exception
     assert alice.session_state[MODEL] == name
     assert "your weights from mine.safetensors" in " ".join(m.value for m in alice.markdown)
-    alice.switch_page("pages/2_Quantization.py").run()
-    assert not alice.exception and alice.session_state[MODEL] == name
+    for page, _, _ in session.NAVIGATION[1:]:  # every page works on it
+        alice.switch_page(page).run()
+        assert not alice.exception, page
+        assert alice.session_state[MODEL] == name
 
     bob.run()
     assert not any(option.startswith("yours:") for option in picker_options(bob))
@@ -117,3 +119,21 @@ def test_entry_points_only_on_a_server_that_allows_code(monkeypatch, tmp_path):
     sid = at.query_params[QUERY_KEY]
     name = uploads.store_entry_point(sid, "tests/models.py:residual_cnn", "d.npz", data)
     assert list(session.own_models(sid)) == [name]
+
+
+def test_a_hugging_face_folder_in_the_app(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+              add_pooling_layer=False).save_pretrained(tmp_path, safe_serialization=True)
+    at = open_app()
+    sid = at.query_params[QUERY_KEY]
+    name = uploads.store_hf_folder(sid, str(tmp_path))
+    assert uploads.store_hf_folder(sid, str(tmp_path)) == name  # same content, same name
+    at.run()
+    at.sidebar.selectbox(key="_model_picker").set_value(name).run()
+    assert not at.exception
+    assert "Topic accuracy" in [m.label for m in at.metric]
+    with pytest.raises(ValueError, match="is not a Hugging Face model folder"):
+        uploads.store_hf_folder(sid, str(ROOT / "tests"))

@@ -147,3 +147,25 @@ def test_code_allowed_only_explicitly(monkeypatch):
     assert user_models.code_allowed(["app.py", "--allow-code"])
     monkeypatch.setenv(user_models.ALLOW_CODE_ENV, "1")
     assert user_models.code_allowed()
+
+
+def test_readme_worked_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's "Your own model" example: save weights, evaluate them with --weights (safetensors and .pt)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from compressor.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code + '\ntorch.save(model.state_dict(), "my_mlp.pt")\n', "README own model", "exec"), {})
+    (tmp_path / "int8.json").write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8, "granularity": "channel"}]}))
+    fast = ["--runs", "20", "--batch-size", "8", "--json"]
+    assert main(["evaluate", "--model", "digits-mlp", "--weights", "my_mlp.safetensors", "--recipe", "int8.json", *fast]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model", "digits-mlp", "--weights", "my_mlp.pt", *fast]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["baseline_accuracy"] == second["baseline_accuracy"] > 0.9  # the shipped weights, read back both ways
