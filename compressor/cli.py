@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--model", required=True, help="sample name, artifact file, Hugging Face folder (config.json + "
                                                         "model.safetensors, BERT), or file.py:factory (with --allow-code)")
-        cmd.add_argument("--data", help="sample name, entry point returning (X, y), or .npz with X (and y)")
+        cmd.add_argument("--data", help="sample name, .npz with X (and y), or (with --allow-code) an entry point returning (X, y)")
         cmd.add_argument("--recipe", required=name == "export", help="recipe JSON file")
         cmd.add_argument("--input-shape", help="random inputs for a model without data, batch first: 8,3,32,32")
         cmd.add_argument("--weights", help="your weights for --model digits-mlp or digits-cnn: .safetensors, or a "
