@@ -3,7 +3,7 @@ import streamlit as st
 
 from compressor import Recipe
 from compressor.figures.overview import layer_share
-from ui import cache, figure_cache
+from ui import cache, figure_cache, uploads
 from ui.display import format_bytes, latency_caption
 from ui.session import model_picker
 
@@ -13,8 +13,10 @@ sample = cache.sample(name)
 baseline = cache.report(name, cache.recipe_key(Recipe()))
 
 st.title("🗜️ Compression Lab")
+with st.expander("Your own model"):
+    uploads.form()
 st.markdown(
-    f"**{name}** — {sample.description}. Every number below is measured: {'topic accuracy' if baseline.fidelity else 'accuracy'} on "
+    f"**{uploads.label(name)}** — {sample.description}. Every number below is measured: {'topic accuracy' if baseline.fidelity else 'accuracy'} on "
     f"{baseline.test_examples} held-out examples, size as the bytes of the exported file, latency timed on this server."
 )
 

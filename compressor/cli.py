@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from compressor import artifact
+from compressor import artifact, user_models
 from compressor.data import DataSplits, check_fits
 from compressor.deploy import deploy, deployed_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
@@ -33,14 +33,21 @@ def _is_artifact(spec: str) -> bool:
     return Path(spec).is_file() and artifact.is_artifact(spec)
 
 
+def _refuse_code(spec: str, allow_code: bool) -> None:
+    """Entry points run the user's code: only with --allow-code."""
+    if is_entry_point(spec) and not allow_code:
+        raise ValueError(f"{spec!r} is an entry point, which runs code; pass --allow-code to run it")
+
+
 def open_model(spec: str, allow_code: bool = False) -> nn.Module:
     """A sample name, an exported artifact, or an entry point returning an nn.Module.
 
-    An artifact whose header names an entry point loads only with allow_code (--allow-code): the file would
-    choose the code to run. An entry point given on the command line is the user's own choice.
+    Code runs only with allow_code (--allow-code): an entry point given as --model, or one an artifact's header
+    names (the file would choose the code to run).
     """
     if _is_artifact(spec):
         return artifact.load(spec, allow_entry_points=allow_code)
+    _refuse_code(spec, allow_code)
     if spec in list_samples() or is_entry_point(spec):
         return build_model(spec)
     if Path(spec).exists():
@@ -66,12 +73,24 @@ def _data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
         raise ValueError(f"--input-shape {args.input_shape!r} does not apply: the model is evaluated on {given}; "
                          "leave it out (it is for models without data)")
     if args.data is not None:
+        _refuse_code(args.data, args.allow_code)
         return load_data(args.data)
     if sample_data:
         return load_data(baseline_source(source))
     if args.input_shape is not None:
         return random_data(parse_shape(args.input_shape))
     raise ValueError(f"model {args.model!r} has no default data; pass --data (sample, entry point or .npz) or --input-shape")
+
+
+def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
+    """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data."""
+    if args.weights:
+        own = user_models.load_weights(args.model, args.weights)
+    elif Path(args.model).is_dir():
+        own = user_models.load_hf_folder(args.model)
+    else:
+        return None
+    return own.model, (open_data(args, own.model) if args.data else own.data)
 
 
 def open_recipe(path: str | None) -> Recipe | None:
@@ -85,8 +104,9 @@ def open_recipe(path: str | None) -> Recipe | None:
 
 def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSplits, Recipe | None]:
     recipe = open_recipe(args.recipe)
-    model = open_model(args.model, args.allow_code)
-    data = open_data(args, model)
+    own = _own_model(args)
+    model = own[0] if own else open_model(args.model, args.allow_code)
+    data = own[1] if own else open_data(args, model)
     small = compress(model, recipe, data) if recipe is not None else model
     if recipe is None and _is_artifact(args.model):
         header_recipe = artifact.read_header(args.model).get("recipe")
@@ -244,10 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", cmd_export, "write the compressed model as an artifact file"),
     ):
         cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--model", required=True, help="sample name, artifact file, or file.py:factory / pkg.mod:factory")
-        cmd.add_argument("--data", help="sample name, entry point returning (X, y), or .npz with X (and y)")
+        cmd.add_argument("--model", required=True, help="sample name, artifact file, Hugging Face folder (config.json + "
+                                                        "model.safetensors, BERT), or file.py:factory (with --allow-code)")
+        cmd.add_argument("--data", help="sample name, .npz with X (and y), or (with --allow-code) an entry point returning (X, y)")
         cmd.add_argument("--recipe", required=name == "export", help="recipe JSON file")
         cmd.add_argument("--input-shape", help="random inputs for a model without data, batch first: 8,3,32,32")
+        cmd.add_argument("--weights", help="your weights for --model digits-mlp or digits-cnn: .safetensors, or a "
+                                           "state-dict .pt (read with weights_only=True); checked name by name")
         cmd.add_argument("--allow-code", action="store_true",
                          help="let an artifact whose header names an entry point (pkg.mod:factory) run it; "
                               "only for files you trust")

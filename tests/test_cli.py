@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import pytest
+import torch
 
 from compressor.cli import main
 
@@ -65,7 +66,8 @@ def test_export_then_evaluate_the_artifact(tmp_path, recipe_file, capsys):
 
 
 def test_entry_point_model_with_random_inputs_reports_agreement(capsys):
-    code = main(["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,3,16,16", "--json", *FAST])
+    code = main(["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,3,16,16", "--json",
+                 "--allow-code", *FAST])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["metric"] == "agreement" and report["accuracy"] == 1.0
@@ -75,7 +77,7 @@ def test_entry_point_model_with_entry_point_data(tmp_path, capsys):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8, "granularity": "channel"}]}))
     code = main(["evaluate", "--model", "tests.models:residual_cnn", "--data", "tests.models:residual_cnn_data",
-                 "--recipe", str(recipe), "--json", *FAST])
+                 "--recipe", str(recipe), "--json", "--allow-code", *FAST])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["metric"] == "accuracy" and report["test_examples"] == 64
@@ -102,9 +104,13 @@ def test_text_report_is_readable(capsys):
     "args, message",
     [
         (["evaluate", "--model", "digits-xl"], "model 'digits-xl' is not a sample name"),
-        (["evaluate", "--model", "tests/models.py:nothing"], "has no callable named 'nothing'"),
-        (["evaluate", "--model", "tests/models.py:residual_cnn"], "pass --data"),
-        (["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,x"], "input shape '8,x'"),
+        (["evaluate", "--model", "tests/models.py:nothing", "--allow-code"], "has no callable named 'nothing'"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn", "--allow-code"], "pass --data"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn", "--input-shape", "8,x", "--allow-code"], "input shape '8,x'"),
+        (["evaluate", "--model", "tests/models.py:residual_cnn"], "runs code; pass --allow-code"),
+        (["evaluate", "--model", "digits-mlp", "--data", "tests.models:residual_cnn_data"], "pass --allow-code"),
+        (["evaluate", "--model", "digits-mlp", "--weights", "nope.pt"], "weights file 'nope.pt' does not exist"),
+        (["evaluate", "--model", "tests", "--json"], "is not a Hugging Face model folder"),
         (["evaluate", "--model", "digits-mlp", "--recipe", "missing.json"], "does not exist"),
         (["evaluate", "--model", "digits-mlp", "--runs", "3"], "runs=3 is out of range"),
         (["evaluate", "--model", "digits-mlp", "--data", "nope.npz"], "data file 'nope.npz' does not exist"),
@@ -185,10 +191,10 @@ def bad_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "{d}/factories.py:raises"], "entry point '{d}/factories.py:raises' raised KeyError: 'boom'"),
-    (["--model", "{d}/raises_on_import.py:model"], "importing '{d}/raises_on_import.py' failed: RuntimeError: boom"),
-    (["--model", "{d}/factories.py:nothing"], "returned NoneType, not a torch.nn.Module"),
-    (["--model", "nonexistent_module_xyz:f"], "importing 'nonexistent_module_xyz' failed: ModuleNotFoundError"),
+    (["--model", "{d}/factories.py:raises", "--allow-code"], "entry point '{d}/factories.py:raises' raised KeyError: 'boom'"),
+    (["--model", "{d}/raises_on_import.py:model", "--allow-code"], "importing '{d}/raises_on_import.py' failed: RuntimeError: boom"),
+    (["--model", "{d}/factories.py:nothing", "--allow-code"], "returned NoneType, not a torch.nn.Module"),
+    (["--model", "nonexistent_module_xyz:f", "--allow-code"], "importing 'nonexistent_module_xyz' failed: ModuleNotFoundError"),
     (["--model", "digits-mlp", "--data", "{d}/narrow.npz"], "inputs of shape (50,) (per example) do not fit the model"),
     (["--model", "digits-mlp", "--data", "{d}/labels10.npz"], "labels y include 10 but the model has 10 outputs"),
     (["--model", "digits-mlp", "--data", "{d}/nan.npz"], "X has 3,200 values that are NaN or infinite"),
@@ -201,8 +207,8 @@ def bad_files(tmp_path_factory):
     (["--model", "digits-mlp", "--data", "{d}/empty.npz"], "is not an .npz archive"),
     (["--model", "{d}/truncated.clab"], "artifact is truncated"),
     (["--model", "{d}/empty.clab"], "is not a Compression Lab artifact"),
-    (["--model", "tests/models.py:residual_cnn", "--input-shape", "64"], "input shape '64' must be"),
-    (["--model", "tests/models.py:residual_cnn", "--input-shape", "8,64"], "inputs of shape (64,) (per example) do not fit"),
+    (["--model", "tests/models.py:residual_cnn", "--input-shape", "64", "--allow-code"], "input shape '64' must be"),
+    (["--model", "tests/models.py:residual_cnn", "--input-shape", "8,64", "--allow-code"], "inputs of shape (64,) (per example) do not fit"),
     (["--model", "digits-mlp", "--input-shape", "8,64"], "--input-shape '8,64' does not apply"),
     (["--model", "digits-mlp", "--recipe", ""], "--recipe '' is empty"),
     (["--model", "digits-mlp", "--recipe", "{d}/empty.json"], "recipe is not valid JSON"),
@@ -239,3 +245,22 @@ def test_an_artifact_naming_code_is_refused_and_runs_it_only_with_allow_code(tmp
     out = run_cli("evaluate", "--model", str(path), *FAST)
     assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert f"source is the entry point '{source}'" in out.stderr and "--allow-code" in out.stderr
+
+
+def test_own_weights_and_hf_folder(tmp_path, capsys):
+    """--weights for a sample architecture; a Hugging Face folder as --model."""
+    import sample_models
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    save_file(sample_models.build("digits-mlp").state_dict(), tmp_path / "w.safetensors")  # untrained: near 10%
+    assert main(["evaluate", "--model", "digits-mlp", "--weights", str(tmp_path / "w.safetensors"), "--json", *FAST]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline_accuracy"] < 0.5  # the user's (untrained) weights, not the shipped ones
+    folder = tmp_path / "bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+              add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    assert main(["evaluate", "--model", str(folder), "--json", *FAST]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fidelity"] is not None and report["test_examples"] > 0  # scored as an encoder on the sentences

@@ -10,7 +10,8 @@ import compressor as cz
 from compressor.deploy import deploy, deployed_graph, report_from_dict, with_deployment
 from compressor import fidelity
 from compressor.pipeline import RecipeLike, as_recipe
-from ui import disk_cache
+from ui import disk_cache, uploads
+from ui.session import OWN_PREFIX
 
 
 def recipe_key(recipe: RecipeLike) -> str:
@@ -19,9 +20,23 @@ def recipe_key(recipe: RecipeLike) -> str:
     return as_recipe(recipe).canonical_json()
 
 
-@st.cache_resource(show_spinner="Loading the model…")
 def sample(name: str) -> cz.Sample:
+    """A sample by name, or one of this session's own models ("upload:<session id>:<hash>", ui/uploads.py):
+    another session's name is refused before any cache is asked."""
+    if name.startswith(OWN_PREFIX):
+        uploads.check_owner(name)
+        return _own(name)
+    return _sample(name)
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _sample(name: str) -> cz.Sample:
     return cz.load_sample(name)
+
+
+@st.cache_resource(max_entries=16, ttl=3600, show_spinner="Loading your model…")  # bounded: sessions come and go
+def _own(name: str) -> cz.Sample:
+    return uploads.load_own(name)
 
 
 def is_embedding(name: str) -> bool:

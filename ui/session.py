@@ -19,6 +19,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ def _file(session_id: str) -> Path:
 
 
 def expire_old_files(max_age_s: float = SESSION_MAX_AGE_S) -> int:
-    """Delete session files not written for max_age_s seconds; returns how many went."""
+    """Delete session files not written for max_age_s seconds, and their uploads; returns how many files went."""
     cutoff, removed = time.time() - max_age_s, 0
     for path in session_dir().glob("*.json"):
         try:
@@ -69,7 +70,52 @@ def expire_old_files(max_age_s: float = SESSION_MAX_AGE_S) -> int:
                 removed += 1
         except OSError:  # another process removed it first
             pass
+    _expire_uploads(cutoff)
     return removed
+
+
+# ---------------------------------------------------------------- a session's own models (ui/uploads.py stores them)
+
+OWN_PREFIX = "upload:"  # own model names: "upload:<session id>:<content hash>", only ever offered to that session
+
+
+def uploads_dir(session_id: str) -> Path:
+    """The folder of one session's uploaded models: <session dir>/uploads/<session id>/<content hash>/."""
+    return session_dir() / "uploads" / session_id
+
+
+def own_model_owner(name: str) -> str | None:
+    """The session id inside an own model's name; None for a sample name."""
+    if not name.startswith(OWN_PREFIX):
+        return None
+    return name[len(OWN_PREFIX):].partition(":")[0]
+
+
+def own_models(session_id: str) -> dict[str, str]:
+    """This session's own models: name -> one-line description (read from each upload's meta.json)."""
+    models = {}
+    for meta in sorted(uploads_dir(session_id).glob("*/meta.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            description = json.loads(meta.read_text(encoding="utf-8"))["description"]
+        except (OSError, ValueError, KeyError):
+            continue
+        models[f"{OWN_PREFIX}{session_id}:{meta.parent.name}"] = description
+    return models
+
+
+def _expire_uploads(cutoff: float) -> None:
+    """Delete the uploads of sessions whose file is gone or stale, once the uploads themselves are as old."""
+    root = session_dir() / "uploads"
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        try:
+            session_file = _file(folder.name)
+            last = max(folder.stat().st_mtime, session_file.stat().st_mtime if session_file.exists() else 0.0)
+            if last < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _plain(value: Any) -> Any:
@@ -205,9 +251,9 @@ def model_picker() -> str:
     setting is per thread; the models are tiny and thirty sessions share two cores.
     """
     torch.set_num_threads(1)
-    start()
+    session_id = start()
     navigation()
-    samples = list_samples()
+    samples = {**list_samples(), **own_models(session_id)}  # the samples, then this session's own models only
     names = list(samples)
     current = st.session_state.get(MODEL, names[0])
     if current not in names:
@@ -219,7 +265,8 @@ def model_picker() -> str:
 
     st.sidebar.selectbox(
         "Model", names, index=names.index(current), key="_model_picker", on_change=remember,
-        format_func=lambda name: name, help="The pretrained model every page compresses.",
+        format_func=lambda name: f"yours: {samples[name][:40]}" if name.startswith(OWN_PREFIX) else name,
+        help="The pretrained model every page compresses (bring your own on the Overview page).",
     )
     st.sidebar.caption(samples[current])
     save()  # once a run, after the page's own changes of the last run (e.g. a pin); unchanged: nothing written

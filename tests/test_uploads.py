@@ -1,0 +1,139 @@
+"""Your own model in the app (ui/uploads.py): offered to its own session only, refused clearly, deleted with it."""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
+
+import sample_models
+from ui import session, uploads
+from ui.session import MODEL, QUERY_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def weights_bytes(seed: int = 3, pt: bool = False) -> bytes:
+    """digits-mlp weights as a safetensors file, or (pt=True) as a torch.save state dict."""
+    torch.manual_seed(seed)
+    state = sample_models.build("digits-mlp").state_dict()
+    if not pt:
+        return save(state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def open_app(session_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if session_id is not None:
+        at.query_params[QUERY_KEY] = session_id
+    return at.run()
+
+
+def picker_options(at: AppTest) -> list[str]:
+    return list(at.sidebar.selectbox(key="_model_picker").options)
+
+
+def test_an_upload_is_offered_to_its_session_only_and_pages_work_on_it():
+    alice, bob = open_app(), open_app()
+    alice_id, bob_id = alice.query_params[QUERY_KEY], bob.query_params[QUERY_KEY]
+    name = uploads.store_weights(alice_id, "digits-mlp", "mine.safetensors", weights_bytes())
+    assert name.startswith(f"upload:{alice_id}:")
+    alice.run()
+    assert any(option.startswith("yours:") for option in picker_options(alice))
+    alice.sidebar.selectbox(key="_model_picker").set_value(name).run()
+    assert not alice.exception
+    assert alice.session_state[MODEL] == name
+    assert "your weights from mine.safetensors" in " ".join(m.value for m in alice.markdown)
+    for page, _, _ in session.NAVIGATION[1:]:  # every page works on it
+        alice.switch_page(page).run()
+        assert not alice.exception, page
+        assert alice.session_state[MODEL] == name
+
+    bob.run()
+    assert not any(option.startswith("yours:") for option in picker_options(bob))
+    bob.session_state[MODEL] = name  # even if bob learnt the name, the picker falls back to a sample
+    bob.run()
+    assert not bob.exception and bob.session_state[MODEL] != name
+    assert session.own_models(bob_id) == {}
+
+
+def test_another_sessions_name_is_refused_by_the_cache(monkeypatch):
+    name = uploads.store_weights("A" * 22, "digits-mlp", "w.safetensors", weights_bytes())
+    monkeypatch.setattr(uploads.st, "session_state", {session.SESSION_ID: "B" * 22})
+    from ui import cache
+
+    with pytest.raises(ValueError, match="belongs to another session"):
+        cache.sample(name)
+
+
+def test_refused_uploads_leave_nothing(tmp_path):
+    sid = "C" * 22
+    with pytest.raises(ValueError, match="bias|weight"):
+        uploads.store_weights(sid, "digits-cnn", "mlp.safetensors", weights_bytes())  # names differ
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        uploads.store_weights(sid, "digits-mlp", "junk.safetensors", b"\x01" * 64)
+    with pytest.raises(ValueError, match="must end in"):
+        uploads.store_weights(sid, "digits-mlp", "w.bin", weights_bytes())
+    with pytest.raises(ValueError, match="at most 209,715,200 bytes"):
+        uploads.store_weights(sid, "digits-mlp", "big.pt", b"\x00" * (200 * 1024**2 + 1))
+    with pytest.raises(ValueError, match="runs code, which this server does not allow"):
+        uploads.store_entry_point(sid, "tests/models.py:residual_cnn", "d.npz", b"")
+    assert session.own_models(sid) == {}
+    assert not any(session.uploads_dir(sid).glob("*/*"))
+
+
+def test_uploads_go_with_their_session_and_on_remove():
+    sid, stale = "D" * 22, "E" * 22
+    name = uploads.store_weights(sid, "digits-mlp", "w.pt", weights_bytes(pt=True))
+    old = uploads.store_weights(stale, "digits-mlp", "w.safetensors", weights_bytes(4))
+    assert list(session.own_models(stale)) == [old]
+    past = time.time() - session.SESSION_MAX_AGE_S - 60
+    os.utime(session.uploads_dir(stale), (past, past))  # a session gone quiet for longer than a session file lives
+    session.expire_old_files()
+    assert not session.uploads_dir(stale).exists()
+    assert list(session.own_models(sid)) == [name]  # a live session's upload stays
+    uploads.st.session_state[session.SESSION_ID] = sid
+    uploads.remove(name)
+    assert session.own_models(sid) == {}
+
+
+def test_entry_points_only_on_a_server_that_allows_code(monkeypatch, tmp_path):
+    import numpy as np
+
+    monkeypatch.delenv("CLAB_ALLOW_CODE", raising=False)
+    at = open_app()
+    at.expander[0]  # the "Your own model" form is drawn
+    assert "Entry point (runs code)" not in at.radio(key="own_kind").options
+    np.savez(tmp_path / "d.npz", X=np.zeros((8, 3, 16, 16), np.float32), y=np.arange(8) % 10)
+    data = (tmp_path / "d.npz").read_bytes()
+    monkeypatch.setenv("CLAB_ALLOW_CODE", "1")
+    at.run()
+    assert "Entry point (runs code)" in at.radio(key="own_kind").options
+    sid = at.query_params[QUERY_KEY]
+    name = uploads.store_entry_point(sid, "tests/models.py:residual_cnn", "d.npz", data)
+    assert list(session.own_models(sid)) == [name]
+
+
+def test_a_hugging_face_folder_in_the_app(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+              add_pooling_layer=False).save_pretrained(tmp_path, safe_serialization=True)
+    at = open_app()
+    sid = at.query_params[QUERY_KEY]
+    name = uploads.store_hf_folder(sid, str(tmp_path))
+    assert uploads.store_hf_folder(sid, str(tmp_path)) == name  # same content, same name
+    at.run()
+    at.sidebar.selectbox(key="_model_picker").set_value(name).run()
+    assert not at.exception
+    assert "Topic accuracy" in [m.label for m in at.metric]
+    with pytest.raises(ValueError, match="is not a Hugging Face model folder"):
+        uploads.store_hf_folder(sid, str(ROOT / "tests"))

@@ -1,0 +1,171 @@
+"""A user's own model (compressor/user_models.py): Hugging Face folders, sample weights, entry points; and the
+files that must be refused."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import sample_models
+from compressor import user_models
+from compressor.user_models import load_entry_model, load_hf_folder, load_weights
+
+
+@pytest.fixture
+def mlp_state() -> dict[str, torch.Tensor]:
+    """digits-mlp weights unlike the shipped ones (seeded), so a round trip proves the file was read."""
+    torch.manual_seed(7)
+    return {k: v.clone() for k, v in sample_models.build("digits-mlp").state_dict().items()}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_weights_round_trip(tmp_path, mlp_state, suffix):
+    path = tmp_path / f"w{suffix}"
+    save_file(mlp_state, path) if suffix == ".safetensors" else torch.save(mlp_state, path)
+    sample = load_weights("digits-mlp", path)
+    loaded = sample.model.state_dict()
+    assert loaded.keys() == mlp_state.keys()
+    for name, tensor in mlp_state.items():
+        assert torch.equal(loaded[name], tensor)
+    assert len(sample.data.test) > 0
+
+
+def test_wrong_shapes_and_dtypes_are_refused(tmp_path, mlp_state):
+    name = next(iter(mlp_state))
+    bad = dict(mlp_state, **{name: torch.zeros(3, 3)})
+    save_file(bad, tmp_path / "shape.safetensors")
+    with pytest.raises(ValueError, match=f"{name} is \\(3, 3\\)"):
+        load_weights("digits-mlp", tmp_path / "shape.safetensors")
+    save_file(dict(mlp_state, **{name: mlp_state[name].double()}), tmp_path / "dtype.safetensors")
+    with pytest.raises(ValueError, match="torch.float64"):
+        load_weights("digits-mlp", tmp_path / "dtype.safetensors")
+    torch.save({k: v for k, v in mlp_state.items() if k != name}, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="missing"):
+        load_weights("digits-mlp", tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="digits-cnn"):  # mlp weights for the cnn: names differ
+        load_weights("digits-cnn", tmp_path / "shape.safetensors")
+
+
+class _Exploit:
+    """A pickle that would run `os.system` when loaded by an unsafe unpickler."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_pickle_with_code_is_refused(tmp_path, mlp_state, monkeypatch):
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": _Exploit()}, path)  # a real torch zip file whose data.pkl references os.system
+    assert b"system" in path.read_bytes()
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Exploit()))  # a bare legacy pickle, not a zip
+    called = []
+    monkeypatch.setattr(os, "system", lambda cmd: called.append(cmd))
+    with pytest.raises(ValueError, match="refused: its pickle names posix.system"):
+        load_weights("digits-mlp", path)
+    assert called == []
+    with pytest.raises(ValueError, match="'raw.pt' is not a readable PyTorch state dict"):
+        load_weights("digits-mlp", raw)
+    assert called == []
+
+
+def test_corrupt_oversized_and_wrong_kind_are_refused(tmp_path, mlp_state):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_weights("digits-mlp", tmp_path / "junk.safetensors")
+    (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04broken")
+    with pytest.raises(ValueError, match="not a readable PyTorch state dict"):
+        load_weights("digits-mlp", tmp_path / "junk.pt")
+    save_file(mlp_state, tmp_path / "big.safetensors")
+    size = (tmp_path / "big.safetensors").stat().st_size
+    with pytest.raises(ValueError, match=f"{size:,} bytes; at most 1,000 bytes"):
+        load_weights("digits-mlp", tmp_path / "big.safetensors", limit=1000)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="must hold a state dict"):
+        load_weights("digits-mlp", tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="must end in"):
+        load_weights("digits-mlp", tmp_path / "w.bin")
+    with pytest.raises(ValueError, match="weights go with one of"):
+        load_weights("minilm-l6", tmp_path / "big.safetensors")
+
+
+def test_hf_folder_round_trip(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256)
+    torch.manual_seed(0)
+    bert = BertModel(config, add_pooling_layer=False).eval()
+    bert.save_pretrained(tmp_path, safe_serialization=True)
+    assert (tmp_path / "model.safetensors").is_file()
+    sample = load_hf_folder(tmp_path)
+    assert sample.data.kind == "embedding"
+    ids = sample.data.test.X[:4]
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        hidden = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        expected = torch.nn.functional.normalize((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True), dim=1)
+        got = sample.model(ids)
+        assert torch.allclose(sample.model.bert(input_ids=ids, attention_mask=mask).last_hidden_state, hidden, atol=1e-6)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_hf_folder_refusals(tmp_path):
+    with pytest.raises(ValueError, match="needs config.json and model.safetensors"):
+        load_hf_folder(tmp_path)
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(tmp_path, safe_serialization=True)
+    with pytest.raises(ValueError, match="vocabulary of 100 tokens"):
+        load_hf_folder(tmp_path)
+    with pytest.raises(ValueError, match="at most 10 bytes"):
+        load_hf_folder(tmp_path, limit=10)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="weights cannot be loaded"):
+        load_hf_folder(tmp_path)
+
+
+def test_entry_point_needs_the_opt_in(tmp_path):
+    X = np.random.default_rng(0).normal(size=(20, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", X=X, y=np.arange(20) % 10)
+    with pytest.raises(ValueError, match="runs code, which this server does not allow"):
+        load_entry_model("tests/models.py:residual_cnn", str(tmp_path / "eval.npz"), allow_code=False)
+    sample = load_entry_model("tests/models.py:residual_cnn", str(tmp_path / "eval.npz"), allow_code=True)
+    assert isinstance(sample.model, torch.nn.Module) and len(sample.data.test) == 20
+    with pytest.raises(ValueError, match="must be an .npz"):
+        load_entry_model("tests/models.py:residual_cnn", "digits-mlp", allow_code=True)
+
+
+def test_code_allowed_only_explicitly(monkeypatch):
+    monkeypatch.delenv(user_models.ALLOW_CODE_ENV, raising=False)
+    assert not user_models.code_allowed([])
+    assert user_models.code_allowed(["app.py", "--allow-code"])
+    monkeypatch.setenv(user_models.ALLOW_CODE_ENV, "1")
+    assert user_models.code_allowed()
+
+
+def test_readme_worked_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's "Your own model" example: save weights, evaluate them with --weights (safetensors and .pt)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from compressor.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code + '\ntorch.save(model.state_dict(), "my_mlp.pt")\n', "README own model", "exec"), {})
+    (tmp_path / "int8.json").write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8, "granularity": "channel"}]}))
+    fast = ["--runs", "20", "--batch-size", "8", "--json"]
+    assert main(["evaluate", "--model", "digits-mlp", "--weights", "my_mlp.safetensors", "--recipe", "int8.json", *fast]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model", "digits-mlp", "--weights", "my_mlp.pt", *fast]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["baseline_accuracy"] == second["baseline_accuracy"] > 0.9  # the shipped weights, read back both ways
