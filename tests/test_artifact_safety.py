@@ -11,7 +11,6 @@ import zlib
 
 import pytest
 import torch
-from torch import nn
 from torch.nn.utils import prune
 
 import compressor as cz
