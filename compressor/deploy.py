@@ -469,8 +469,10 @@ def deployment_notes(d: Deployment) -> list[str]:
                      f"ms dense ({d.sparse.csr_speedup:.2f}×): at this sparsity and layer size it {pays}.")
     gap = d.deployed_accuracy - d.simulated_accuracy
     if abs(gap) > ACCURACY_GAP:
-        why = {"int8": "ONNX Runtime also quantizes each Linear's input to 8 bits per batch (dynamic) and calibrates "
-                       "convolution activations on training data, which the simulated model does not",
+        convs = " and calibrates convolution activations on training data" if "QLinearConv" in d.op_types or (
+            "Conv" in d.op_types and "QuantizeLinear" in d.op_types) else ""
+        why = {"int8": f"ONNX Runtime also quantizes each Linear's input to 8 bits per batch (dynamic){convs}, which "
+                       "the simulated model does not",
                "int4": f"ONNX Runtime re-quantizes the 4-bit weights in blocks of {BLOCK_SIZE} inputs instead of the "
                        "recipe's grid"}.get(d.kernel, "the runtime's kernels round differently from PyTorch's")
         what = "mean cosine" if d.metric == "cosine" else "accuracy"
