@@ -50,7 +50,7 @@ from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 from torch import nn
 
 from compressor import fidelity
-from compressor.data import DataSplits
+from compressor.data import DataSplits, Split
 from compressor.latency import Latency, LatencyConfig, batch_of, denormal_state_kept, time_calls
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
@@ -358,13 +358,16 @@ def session_encoder(sess: ort.InferenceSession) -> fidelity.Encode:
 
 @dataclass(frozen=True)
 class _Scores:
+    """Deployed, simulated (PyTorch) and deployed-baseline quality: accuracy, or mean cosine for embeddings."""
+
     deployed: float
     simulated: float
     baseline: float
     worst: float | None = None  # embedding models: the deployed model's worst cosine
 
 
-def _classifier_scores(model: nn.Module, test, sess, base_sess, simulated: float | None) -> _Scores:
+def _classifier_scores(model: nn.Module, test: Split, sess: ort.InferenceSession, base_sess: ort.InferenceSession,
+                       simulated: float | None) -> _Scores:
     """Argmax accuracy of both sessions (against labels, else the baseline's predictions)."""
     reference = outputs(base_sess, test.X).argmax(dim=-1)
     target = test.y if test.y is not None else reference
@@ -376,8 +379,8 @@ def _classifier_scores(model: nn.Module, test, sess, base_sess, simulated: float
     return _Scores(accuracy, simulated, base_accuracy)
 
 
-def _embedding_scores(model: nn.Module, data: DataSplits, baseline: nn.Module, sess, base_sess,
-                      simulated: float | None, ref: fidelity.Reference | None) -> _Scores:
+def _embedding_scores(model: nn.Module, data: DataSplits, baseline: nn.Module, sess: ort.InferenceSession,
+                      base_sess: ort.InferenceSession, simulated: float | None, ref: fidelity.Reference | None) -> _Scores:
     """Mean cosine of each session's embeddings to the uncompressed (eager fp32) ones; worst cosine deployed."""
     ref = ref if ref is not None else fidelity.reference(baseline, data)
     found = fidelity.measure(session_encoder(sess), data, ref)
