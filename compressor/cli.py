@@ -14,7 +14,7 @@ from torch import nn
 
 from compressor import artifact, user_models
 from compressor.data import DataSplits, check_fits
-from compressor.deploy import deploy, deployed_graph, plan_kernels, with_deployment
+from compressor.deploy import deploy, export_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
 from compressor.models import (
     baseline_source, build_model, is_entry_point, list_samples, load_data, load_sample, parse_shape, random_data,
@@ -139,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     _, small, data, recipe = _compressed(args)
     if args.format == "onnx":
         plan = plan_kernels(small)
-        proto = deployed_graph(small, data.test.X[:2], plan, calibration=data.train.X)
+        proto = export_graph(small, data)  # token models: named int64 inputs, free sequence axis
         Path(args.out).write_bytes(proto.SerializeToString())
         print(f"wrote {args.out}: {proto.ByteSize():,} bytes, ONNX for ONNX Runtime ({plan.kernel}: {plan.reason})")
         return

@@ -15,6 +15,12 @@ turns the recipe's weights into the kernels a runtime really has:
     simulated  anything else (1–3, 5–7 bits, k-means,    the fp32 graph: the compressed file is real, the
                4-bit convolutions, mixed widths)         latency is fp32's (no native kernel here)
 
+Embedding models (`data.kind == "embedding"`, e.g. minilm-l6) take token ids and an attention mask: they are
+exported with named int64 inputs `input_ids` and `attention_mask`, free batch and sequence axes, and scored by
+fidelity (`compressor.fidelity`: mean and worst cosine to the uncompressed model's embeddings) instead of
+argmax accuracy; every batch, scored or timed, is cut to its longest sentence, as a tokenizer padding to the
+longest does, so latency is at the sentences' real lengths.
+
 ONNX Runtime re-derives integer codes from the (already quantized) fp32 weights, so the deployed model
 can differ a little from the simulated one: int8 dynamic also quantizes each layer's input to 8 bits per
 batch, and int4 re-quantizes per block of BLOCK_SIZE inputs instead of per output channel. Accuracy is
@@ -43,14 +49,16 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 from torch import nn
 
-from compressor.data import DataSplits
-from compressor.latency import Latency, LatencyConfig, denormal_state_kept, time_calls
+from compressor import fidelity
+from compressor.data import DataSplits, Split
 from compressor.inference import EVAL_BATCH
+from compressor.latency import Latency, LatencyConfig, batch_of, denormal_state_kept, time_calls
 from compressor.layers import eligible_layers
 from compressor.onnx_export import Inputs, gemm_to_matmul, input_dict, layer_nodes, to_onnx
 from compressor.report import Deployment, Report, evaluate, score
 from compressor.sparse_kernel import SparseTiming, linear_sparsity, time_csr
 from compressor.state import INPUT_QUANT, clear_input_quant, weight_quant
+from sample_models.minilm import trim_padding
 
 PROVIDER = "CPUExecutionProvider"
 BLOCK_SIZE = 32  # MatMulNBits: inputs sharing one 4-bit scale (a power of two ≥ 16; ORT's default is 128)
@@ -58,6 +66,7 @@ CALIBRATION_EXAMPLES = 256  # training inputs the static (convolution) quantizer
 CALIBRATION_BATCH = 64
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # what int8 / int4 kernels use on x86
 KERNELS = ("fp32", "int8", "int4", "simulated")
+TOKEN_AXES = {"input_ids": {1: "sequence"}, "attention_mask": {1: "sequence"}}  # embedding models: free length
 SPARSE_FROM = 0.25  # Linear layers at least this sparse (pruned, not just rounded) are also timed with CSR at batch 1
 ACCURACY_GAP = 0.005  # a deployed accuracy this far (half a point) from the simulated one is explained
 
@@ -280,36 +289,111 @@ def cpu_flags() -> tuple[str, ...]:
 # ---------------------------------------------------------------- the measurement
 
 
-def deploy(model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig = LatencyConfig(),
-           simulated_accuracy: float | None = None, sequence_length: int | None = None) -> tuple[Deployment, onnx.ModelProto]:
-    """Export `model` and `baseline`, run both on ONNX Runtime, score and time them; returns the measurement
-    and the deployed graph (write it with `proto.SerializeToString()`)."""
-    plan = plan_kernels(model)
-    test = data.test
-    example = test.X[: min(2, len(test))]
-    proto = deployed_graph(model, example, plan, data.train.X)
-    base_proto = to_onnx(baseline, example)
-    sess, base_sess = session(proto, latency.threads), session(base_proto, latency.threads)
+def token_inputs(ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A sentence encoder's named int64 inputs for token ids (N, L) padded with 0: `input_ids` and
+    `attention_mask`, cut to the longest sentence of these rows (its real sequence length)."""
+    ids, mask = trim_padding(ids.long())
+    return {"input_ids": ids, "attention_mask": mask.long()}
+
+
+def export_inputs(data: DataSplits) -> tuple[Inputs, dict[str, dict[int, str]] | None]:
+    """An example batch to trace the export on, and the free axes beyond the batch one (sequence length for token
+    inputs), for the kind of data the model reads."""
+    example = data.test.X[: min(2, len(data.test))]
+    if data.kind == "embedding":
+        return token_inputs(example), TOKEN_AXES
+    return example, None
+
+
+def export_graph(model: nn.Module, data: DataSplits) -> onnx.ModelProto:
+    """The deployed graph of `model` for its data (what `deploy` runs), e.g. for a download."""
+    example, axes = export_inputs(data)
+    return deployed_graph(model, example, calibration=_calibration(data), dynamic_axes=axes)
+
+
+def _calibration(data: DataSplits) -> Inputs:
+    return token_inputs(data.train.X[:CALIBRATION_EXAMPLES]) if data.kind == "embedding" else data.train.X
+
+
+def session_encoder(sess: ort.InferenceSession) -> fidelity.Encode:
+    """Token ids → embeddings through an ONNX Runtime session, each batch cut to its longest sentence."""
+    def encode(ids: torch.Tensor) -> torch.Tensor:
+        with denormal_state_kept():
+            return torch.from_numpy(sess.run(None, feeds(token_inputs(ids)))[0])
+    return encode
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Deployed, simulated (PyTorch) and deployed-baseline quality: accuracy, or mean cosine for embeddings."""
+
+    deployed: float
+    simulated: float
+    baseline: float
+    worst: float | None = None  # embedding models: the deployed model's worst cosine
+
+
+def _classifier_scores(model: nn.Module, test: Split, sess: ort.InferenceSession, base_sess: ort.InferenceSession,
+                       simulated: float | None) -> _Scores:
+    """Argmax accuracy of both sessions (against labels, else the baseline's predictions)."""
     reference = outputs(base_sess, test.X).argmax(dim=-1)
     target = test.y if test.y is not None else reference
     accuracy, _ = score(outputs(sess, test.X).argmax(dim=-1), target)
     base_accuracy, _ = score(reference, target)
-    if simulated_accuracy is None:
+    if simulated is None:
         with torch.inference_mode():
-            simulated_accuracy, _ = score(model.eval()(test.X).argmax(dim=-1), target)
-    timing = time_sessions({"model": sess, "baseline": base_sess}, test.X, latency)
+            simulated, _ = score(model.eval()(test.X).argmax(dim=-1), target)
+    return _Scores(accuracy, simulated, base_accuracy)
+
+
+def _embedding_scores(model: nn.Module, data: DataSplits, baseline: nn.Module, sess: ort.InferenceSession,
+                      base_sess: ort.InferenceSession, simulated: float | None, ref: fidelity.Reference | None) -> _Scores:
+    """Mean cosine of each session's embeddings to the uncompressed (eager fp32) ones; worst cosine deployed."""
+    ref = ref if ref is not None else fidelity.reference(baseline, data)
+    found = fidelity.measure(session_encoder(sess), data, ref)
+    base = fidelity.measure(session_encoder(base_sess), data, ref)
+    if simulated is None:
+        simulated = fidelity.measure(model, data, ref).mean_cosine
+    return _Scores(found.mean_cosine, simulated, base.mean_cosine, found.worst_cosine)
+
+
+def deploy(model: nn.Module, data: DataSplits, baseline: nn.Module, latency: LatencyConfig = LatencyConfig(),
+           simulated_accuracy: float | None = None, sequence_length: int | None = None,
+           reference: fidelity.Reference | None = None) -> tuple[Deployment, onnx.ModelProto]:
+    """Export `model` and `baseline`, run both on ONNX Runtime, score and time them; returns the measurement
+    and the deployed graph (write it with `proto.SerializeToString()`).
+
+    Embedding data: the deployed "accuracy" is the mean cosine to the uncompressed embeddings (`reference`, from
+    `fidelity.reference(baseline, data)`, is computed when not given), `deployed_worst_cosine` the worst, and
+    the timed batch is the first `batch_size` held-out sentences at their real length (`sequence_length`).
+    """
+    plan = plan_kernels(model)
+    test = data.test
+    example, axes = export_inputs(data)
+    proto = deployed_graph(model, example, plan, _calibration(data), dynamic_axes=axes)
+    base_proto = to_onnx(baseline, example, axes)
+    sess, base_sess = session(proto, latency.threads), session(base_proto, latency.threads)
+    if data.kind == "embedding":
+        scores = _embedding_scores(model, data, baseline, sess, base_sess, simulated_accuracy, reference)
+        timed = token_inputs(batch_of(test.X, latency.batch_size))
+        sequence_length = int(timed["input_ids"].shape[1])
+    else:
+        scores = _classifier_scores(model, test, sess, base_sess, simulated_accuracy)
+        timed = test.X
+    timing = time_sessions({"model": sess, "baseline": base_sess}, timed, latency)
     lat, base = timing["model"], timing["baseline"]
     ops = {node.op_type for node in proto.graph.node}
     deployment = Deployment(
         kernel=plan.kernel, kernel_detail=_detail(plan, ops), simulated=plan.simulated, runtime="onnxruntime",
         runtime_version=ort.__version__, execution_provider=PROVIDER, op_types=sorted(ops),
         deployed_bytes=proto.ByteSize(), baseline_bytes=base_proto.ByteSize(),
-        deployed_accuracy=accuracy, simulated_accuracy=simulated_accuracy, baseline_accuracy=base_accuracy,
+        deployed_accuracy=scores.deployed, simulated_accuracy=scores.simulated, baseline_accuracy=scores.baseline,
         deployed_latency_ms=lat.median_ms, deployed_latency_spread_ms=lat.spread_ms,
         deployed_baseline_latency_ms=base.median_ms, deployed_speedup=base.median_ms / lat.median_ms,
         batch_size=latency.batch_size, sequence_length=sequence_length, threads=latency.threads, runs=latency.runs,
         denormals_flushed=True, cpu_flags=list(cpu_flags()),
-        sparse=_sparse_timing(model, test.X, latency),
+        sparse=_sparse_timing(model, test.X, latency) if data.kind != "embedding" else None,
+        metric="cosine" if data.kind == "embedding" else "accuracy", deployed_worst_cosine=scores.worst,
     )
     return replace(deployment, notes=deployment_notes(deployment)), proto
 
@@ -337,9 +421,14 @@ def _detail(plan: KernelPlan, ops: set[str]) -> str:
 
 def deployment_notes(d: Deployment) -> list[str]:
     """What the deployed numbers mean, in plain words."""
+    tokens = f" of {d.sequence_length} tokens" if d.sequence_length else ""
     notes = [f"Deployed on ONNX Runtime {d.runtime_version} ({d.execution_provider}, {d.threads} thread(s), batch "
-             f"{d.batch_size}, denormals flushed): {d.kernel_detail}. Deployed speedup {d.deployed_speedup:.2f}× "
+             f"{d.batch_size}{tokens}, denormals flushed): {d.kernel_detail}. Deployed speedup {d.deployed_speedup:.2f}× "
              f"against the fp32 baseline on the same runtime."]
+    if d.metric == "cosine":
+        notes.append(f"Deployed fidelity: mean cosine {d.deployed_accuracy:.4f} (worst {d.deployed_worst_cosine:.4f}) to "
+                     f"the uncompressed embeddings; the simulated (PyTorch) model's mean is {d.simulated_accuracy:.4f}, "
+                     f"the fp32 graph's {d.baseline_accuracy:.4f}.")
     if d.simulated:
         notes.append("Simulated quantization: the compressed file is real, but no native kernel exists for these "
                      "weights on this CPU, so the deployed latency is the fp32 graph's.")
@@ -350,11 +439,14 @@ def deployment_notes(d: Deployment) -> list[str]:
                      f"ms dense ({d.sparse.csr_speedup:.2f}×): at this sparsity and layer size it {pays}.")
     gap = d.deployed_accuracy - d.simulated_accuracy
     if abs(gap) > ACCURACY_GAP:
-        why = {"int8": "ONNX Runtime also quantizes each Linear's input to 8 bits per batch (dynamic) and calibrates "
-                       "convolution activations on training data, which the simulated model does not",
+        convs = " and calibrates convolution activations on training data" if "QLinearConv" in d.op_types or (
+            "Conv" in d.op_types and "QuantizeLinear" in d.op_types) else ""
+        why = {"int8": f"ONNX Runtime also quantizes each Linear's input to 8 bits per batch (dynamic){convs}, which "
+                       "the simulated model does not",
                "int4": f"ONNX Runtime re-quantizes the 4-bit weights in blocks of {BLOCK_SIZE} inputs instead of the "
                        "recipe's grid"}.get(d.kernel, "the runtime's kernels round differently from PyTorch's")
-        notes.append(f"Deployed accuracy {d.deployed_accuracy:.1%} differs from the simulated {d.simulated_accuracy:.1%} "
+        what = "mean cosine" if d.metric == "cosine" else "accuracy"
+        notes.append(f"Deployed {what} {d.deployed_accuracy:.1%} differs from the simulated {d.simulated_accuracy:.1%} "
                      f"by {gap * 100:+.1f} points: {why}.")
     return notes
 
@@ -375,9 +467,13 @@ def report_from_dict(data: dict[str, Any]) -> Report:
 
 
 def evaluate_deployed(model: nn.Module, data: DataSplits, baseline: nn.Module | None = None,
-                      latency: LatencyConfig = LatencyConfig(), recipe: dict[str, Any] | None = None) -> Report:
-    """`compressor.evaluate` plus the deployed measurement (ONNX Runtime latency, kernels, deployed accuracy)."""
+                      latency: LatencyConfig = LatencyConfig(), recipe: dict[str, Any] | None = None,
+                      reference: fidelity.Reference | None = None) -> Report:
+    """`compressor.evaluate` plus the deployed measurement (ONNX Runtime latency, kernels, deployed accuracy or,
+    for embedding data, deployed fidelity; `reference` skips re-embedding with the baseline)."""
     baseline = model if baseline is None else baseline
-    report = evaluate(model, data, baseline=baseline, latency=latency, recipe=recipe)
-    deployment, _ = deploy(model, data, baseline, latency, simulated_accuracy=report.accuracy)
+    if data.kind == "embedding" and reference is None:
+        reference = fidelity.reference(baseline, data)
+    report = evaluate(model, data, baseline=baseline, latency=latency, recipe=recipe, reference=reference)
+    deployment, _ = deploy(model, data, baseline, latency, simulated_accuracy=report.accuracy, reference=reference)
     return with_deployment(report, deployment)

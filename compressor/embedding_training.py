@@ -74,6 +74,7 @@ def finetune_embeddings(
     if targets.shape[0] != len(data):
         raise ValueError(f"targets has {targets.shape[0]} embeddings for {len(data)} sentences; they must match")
     tuned, history = fit(model, data, cosine_distillation(targets.detach().float()), epochs=epochs, lr=lr,
-                         batch_size=batch_size, seed=seed, layers=layers, progress=progress, should_stop=should_stop, classifies=False)
+                         batch_size=batch_size, seed=seed, layers=layers, progress=progress, should_stop=should_stop,
+                         classifies=False)
     step = Finetune(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, layers=layers).to_dict()
     return tag_recipe(tuned, {"steps": [*(recipe_of(model) or {"steps": []})["steps"], step]}), history

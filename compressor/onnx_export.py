@@ -105,13 +105,23 @@ def scope_of(layer: str) -> str:
     return "/" + "/".join(segments) + "/"
 
 
+def scopes_of(layer: str) -> tuple[str, ...]:
+    """The node-name prefixes layer `layer` may get: `scope_of`'s, and the one where a numbered child replaces its
+    container's segment, as the exporter writes Hugging Face models ("bert.encoder.layer.0.output.dense" →
+    "/bert/encoder/layer.0/output/dense/")."""
+    parts = layer.split(".")
+    collapsed = [f"{parts[i - 1]}.{part}" if part.isdigit() and i else part
+                 for i, part in enumerate(parts) if not (i + 1 < len(parts) and parts[i + 1].isdigit())]
+    return tuple(dict.fromkeys((scope_of(layer), "/" + "/".join(collapsed) + "/")))
+
+
 def layer_nodes(proto: onnx.ModelProto, layer: str, kinds: tuple[str, ...]) -> list[str]:
     """Names of the graph's nodes of types `kinds` that compute PyTorch layer `layer` directly (not in a child),
     so per-layer choices of a recipe carry over to the graph."""
-    prefix = scope_of(layer)
+    prefixes = scopes_of(layer)
     return [
         node.name for node in proto.graph.node
-        if node.op_type in kinds and node.name.startswith(prefix) and "/" not in node.name[len(prefix):]
+        if node.op_type in kinds and any(node.name.startswith(p) and "/" not in node.name[len(p):] for p in prefixes)
     ]
 
 

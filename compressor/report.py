@@ -49,6 +49,9 @@ class Deployment:
     cpu_flags: list[str]
     sparse: SparseTiming | None = None  # unstructured zeros: dense vs CSR kernel at batch 1 (eager, SciPy CSR)
     notes: list[str] = field(default_factory=list)
+    metric: str = "accuracy"  # what the *_accuracy fields hold: "accuracy", or "cosine" (embedding models: mean
+    #                           cosine similarity to the uncompressed model's embeddings, see compressor.fidelity)
+    deployed_worst_cosine: float | None = None  # embedding models: the deployed model's worst cosine
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from compressor.artifact import read_header
 from compressor.figures.distillation import training_of
 from compressor.figures.tradeoffs import describe_recipe
 from ui import cache, points
-from ui.display import format_bytes, latency_caption, metric_row, user_errors
+from ui.display import deployed_quality, format_bytes, latency_caption, metric_row, user_errors
 from ui.export_files import contents_table, file_stem, report_csv, report_json
 from ui.session import model_picker, one_of, persistent
 
@@ -91,7 +91,7 @@ if deployed is not None:
     kind = ("**simulated**: no native kernel for these weights on this CPU, so it holds fp32 weights and runs at "
             "fp32 speed" if deployed.simulated else f"{deployed.kernel} kernels: {deployed.kernel_detail}")
     st.markdown(f"**{stem}.onnx** ({len(onnx_bytes):,} bytes) is the graph ONNX Runtime ran for this report — "
-                f"{kind}. Deployed: {deployed.deployed_accuracy:.1%} {report.metric}, "
+                f"{kind}. Deployed: {deployed_quality(deployed)}, "
                 f"{deployed.deployed_latency_ms:.3f} ms per batch of {deployed.batch_size} "
                 f"({deployed.deployed_speedup:.2f}× the fp32 model on the same runtime).")
 st.download_button("Deployable model (.onnx)", onnx_bytes, file_name=f"{stem}.onnx", mime="application/octet-stream",

@@ -77,8 +77,25 @@ def fidelity_metric(column, report: Report) -> None:
         "Mean cosine to uncompressed", f"{f['mean_cosine']:.4f}", f"{f['mean_cosine'] - 1:+.4f}",
         help=f"On {f['examples']} held-out sentences: worst cosine {f['worst_cosine']:.4f}; top-{f['neighbours']} "
              f"nearest-neighbour agreement {f['neighbour_agreement']:.1%}; topic accuracy (nearest centroid fitted "
-             f"on uncompressed train embeddings) {f['topic_accuracy']:.1%}, uncompressed {f['baseline_topic_accuracy']:.1%}.",
+             f"on uncompressed train embeddings) {f['topic_accuracy']:.1%}, uncompressed {f['baseline_topic_accuracy']:.1%}."
+             + deployed_fidelity(report),
     )
+
+
+def deployed_quality(d) -> str:
+    """The deployed model's quality in words: accuracy as a percentage, or an embedding model's cosines."""
+    if d.deployed_worst_cosine is not None:
+        return f"mean cosine {d.deployed_accuracy:.4f} (worst {d.deployed_worst_cosine:.4f}) to the uncompressed embeddings"
+    return f"{d.deployed_accuracy:.1%} {d.metric}"
+
+
+def deployed_fidelity(report: Report) -> str:
+    """The deployed (ONNX Runtime) model's mean and worst cosine, as a sentence; empty when not deployed."""
+    d = report.deployment
+    if d is None or d.deployed_worst_cosine is None:
+        return ""
+    return (f" Deployed on ONNX Runtime ({d.kernel}): mean cosine {d.deployed_accuracy:.4f}, worst "
+            f"{d.deployed_worst_cosine:.4f}.")
 
 
 def latency_caption(report: Report) -> None:
