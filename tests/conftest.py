@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
+import compressor as cz
+from compressor.data import DataSplits, Split
+import ui.training
 from tests import models
 
 
@@ -37,3 +41,57 @@ def session_files(tmp_path_factory) -> None:
     import os
 
     os.environ["CLAB_SESSION_DIR"] = str(tmp_path_factory.mktemp("sessions"))
+
+
+# ---------------------------------------------------------------- minilm-l6 (loaded once per test run)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> cz.Sample:
+    return cz.load_sample("minilm-l6")
+
+
+@pytest.fixture(scope="session")
+def minilm_small(minilm) -> DataSplits:
+    """48 training and 32 held-out sentences of the shipped split, all 8 topics in both."""
+    train, test = minilm.data.train, minilm.data.test
+    return DataSplits(train=Split(train.X[:48], train.y[:48]), calibration=Split(train.X[:16], train.y[:16]),
+                      test=Split(test.X[:32], test.y[:32]), kind="embedding")
+
+
+# ---------------------------------------------------------------- Stop during live training (ui/training.py)
+
+
+class Interrupt:
+    """Stands in for the progress bar once: its next update raises Streamlit's interrupt, as a click on any
+    widget (e.g. Stop) makes the next st call of a running script raise."""
+
+    def progress(self, *args, **kwargs):
+        raise StopException()
+
+
+def interrupt_after_two_epochs(monkeypatch) -> list[bool]:
+    """Make the first live training run's progress callback meet Streamlit's interrupt after epoch 2; the
+    returned list holds True once it has.
+
+    AppTest cannot click a button while a run is going on (each run finishes before the test acts), so the
+    interrupt is raised where Streamlit raises it (inside the callback's st call) and the Stop button's on_click
+    is done by hand; the rest, stopping the trainer and keeping the partial model, is the page's."""
+    original, fired = ui.training._Live.__call__, []
+
+    def call(self, fraction, history):
+        if len(history) == 2 and not fired:
+            fired.append(True)
+            self.bar = Interrupt()
+        original(self, fraction, history)
+
+    monkeypatch.setattr(ui.training._Live, "__call__", call)
+    return fired
+
+
+@pytest.fixture
+def interrupted_after_two_epochs(monkeypatch):
+    """`interrupt_after_two_epochs` with an empty run store before and after the test."""
+    ui.training.finished_runs().clear()
+    yield interrupt_after_two_epochs(monkeypatch)
+    ui.training.finished_runs().clear()

@@ -10,7 +10,7 @@ import torch
 
 import compressor as cz
 from compressor import fidelity
-from compressor.data import DataSplits, Split
+from compressor.data import DataSplits
 from compressor.embedding_training import finetune_embeddings
 from compressor.heads import attention_blocks, head_count
 from sample_models import minilm, sentences
@@ -20,16 +20,13 @@ ATTENTION = ["*.attention.self.query", "*.attention.self.key", "*.attention.self
 
 
 @pytest.fixture(scope="module")
-def sample() -> cz.Sample:
-    return cz.load_sample("minilm-l6")
+def sample(minilm) -> cz.Sample:
+    return minilm  # loaded once per test run (conftest)
 
 
 @pytest.fixture(scope="module")
-def small(sample) -> DataSplits:
-    """48 training and 32 held-out sentences of the shipped split, all 8 topics in both."""
-    train, test = sample.data.train, sample.data.test
-    return DataSplits(train=Split(train.X[:48], train.y[:48]), calibration=Split(train.X[:16], train.y[:16]),
-                      test=Split(test.X[:32], test.y[:32]), kind="embedding")
+def small(minilm_small) -> DataSplits:
+    return minilm_small
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 
 import compressor as cz
 from compressor import fidelity
-from compressor.data import DataSplits, Split
+from compressor.data import DataSplits
 from compressor.deploy import (
     TOKEN_AXES, deploy, deployed_graph, export_inputs, feeds, plan_kernels, session, token_inputs,
 )
@@ -24,15 +24,13 @@ FFN_OUTPUT = re.compile(r"layer\.\d+\.output\.dense$")  # the six FFN output pro
 
 
 @pytest.fixture(scope="module")
-def sample() -> cz.Sample:
-    return cz.load_sample("minilm-l6")
+def sample(minilm) -> cz.Sample:
+    return minilm  # loaded once per test run (conftest)
 
 
 @pytest.fixture(scope="module")
-def small(sample) -> DataSplits:
-    train, test = sample.data.train, sample.data.test
-    return DataSplits(train=Split(train.X[:48], train.y[:48]), calibration=Split(train.X[:16], train.y[:16]),
-                      test=Split(test.X[:32], test.y[:32]), kind="embedding")
+def small(minilm_small) -> DataSplits:
+    return minilm_small
 
 
 @pytest.fixture(scope="module")

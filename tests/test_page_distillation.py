@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import compressor as cz
 from compressor.distillation import parameter_count
 import ui.training
-from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+from tests.conftest import interrupt_after_two_epochs
 from ui import distillation_cache as students
 from ui.display import format_bytes
 from ui.session import POINTS
@@ -130,34 +130,18 @@ def test_a_zero_learning_rate_shows_the_cores_error():
     assert len(at.session_state[POINTS]) == points_before
 
 
-class Interrupt:
-    """Stands in for the progress bar once: its next update raises Streamlit's interrupt (as in test_page_pruning)."""
-
-    def progress(self, *args, **kwargs):
-        raise StopException()
-
-
 @pytest.fixture
-def interrupted_after_two_epochs(monkeypatch):
-    """The live path's progress callback meets Streamlit's interrupt once two KD epochs have trained."""
-    original, fired = ui.training._Live.__call__, []
-
-    def call(self, fraction, history):
-        if len(history) == 2 and not fired:
-            fired.append(True)
-            self.bar = Interrupt()
-        original(self, fraction, history)
-
-    monkeypatch.setattr(ui.training._Live, "__call__", call)
-    return fired
+def kd_interrupted_after_two_epochs(monkeypatch):
+    """The run store is kept: the page's auto-train estimate comes from the runs finished before."""
+    return interrupt_after_two_epochs(monkeypatch)
 
 
-def test_stop_keeps_the_partial_kd_student_and_waits_for_train_again(interrupted_after_two_epochs):
+def test_stop_keeps_the_partial_kd_student_and_waits_for_train_again(kd_interrupted_after_two_epochs):
     settings = students.Settings(epochs=6, seed=11)
     at = open_page()
     at.number_input(key="distill_seed").set_value(11)
     at.slider(key="distill_epochs").set_value(6).run()  # this run is cut short after epoch 2 of the KD student
-    assert interrupted_after_two_epochs and not at.exception
+    assert kd_interrupted_after_two_epochs and not at.exception
     at.session_state["distill_ft_stop_clicked"] = True  # what the Stop button's on_click does
     at.run()  # the next run finds the interrupted run's handover: the KD student trained for two epochs
     assert not at.exception

@@ -130,7 +130,6 @@ def test_every_layer_can_be_inspected(model):
 
 # ---------------------------------------------------------------- recovery: fine-tuning, AGP, stopping
 
-from streamlit.runtime.scriptrunner_utils.exceptions import StopException  # noqa: E402
 
 import ui.training  # noqa: E402
 
@@ -213,35 +212,6 @@ def test_a_fine_tuned_sweep_is_asked_for_separately():
     assert curve["x"] == [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     tuned = expected_recipe("digits-mlp", cz.Recipe((cz.Prune(amount=0.8), cz.Finetune(epochs=2, lr=LR))))
     assert curve["y"][6] == tuned.accuracy
-
-
-class Interrupt:
-    """Stands in for the progress bar once: its next update raises Streamlit's interrupt, as a click on any
-    widget (here: Stop) makes the next st call of a running script raise."""
-
-    def progress(self, *args, **kwargs):
-        raise StopException()
-
-
-@pytest.fixture
-def interrupted_after_two_epochs(monkeypatch):
-    """The first training run's progress callback meets Streamlit's interrupt after epoch 2.
-
-    AppTest cannot click a button while a run is going on (each run finishes before the test acts), so the
-    interrupt is raised where Streamlit raises it (inside the callback's st call) and the Stop button's on_click
-    is done by hand (`stop_clicked`); the rest, stopping the trainer and keeping the partial model, is the page's."""
-    ui.training.finished_runs().clear()
-    original, fired = ui.training._Live.__call__, []
-
-    def call(self, fraction, history):
-        if len(history) == 2 and not fired:
-            fired.append(True)
-            self.bar = Interrupt()
-        original(self, fraction, history)
-
-    monkeypatch.setattr(ui.training._Live, "__call__", call)
-    yield fired
-    ui.training.finished_runs().clear()
 
 
 def stop_clicked(at: AppTest) -> None:
