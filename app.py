@@ -5,7 +5,7 @@ from compressor import Recipe
 from compressor.figures.overview import layer_share
 from ui import cache, figure_cache, uploads
 from ui.display import format_bytes, latency_caption
-from ui.session import model_picker
+from ui.session import display_name, model_picker
 
 st.set_page_config(page_title="Compression Lab", page_icon="🗜️", layout="wide")
 name = model_picker()
@@ -16,7 +16,7 @@ st.title("🗜️ Compression Lab")
 with st.expander("Your own model"):
     uploads.form()
 st.markdown(
-    f"**{uploads.label(name)}** — {sample.description}. Every number below is measured: {'topic accuracy' if baseline.fidelity else 'accuracy'} on "
+    f"**{display_name(name)}** — {sample.description}. Every number below is measured: {'topic accuracy' if baseline.fidelity else 'accuracy'} on "
     f"{baseline.test_examples} held-out examples, size as the bytes of the exported file, latency timed on this server."
 )
 

@@ -18,8 +18,9 @@ encodes to the same bytes however its state_dict happens to be ordered (a loaded
 
 Header
     format       the format version
-    source       where the uncompressed architecture comes from (the model's `compressor_source`: a sample name
-                 or an entry point), or null
+    source       where the uncompressed architecture comes from (the model's `compressor_source`: a sample name,
+                 a sample's student "digits-mlp@width=0.4", a sample architecture with a user's weights
+                 "digits-mlp@weights=<SHA-256 of the weights file, 16 hex>", or an entry point), or null
     recipe       the recipe dict given to `encode`, as is, or null
     modules      the layers to rebuild on load, sorted by name (so outermost first); a low-rank pair also records
                  what it replaced (`low_rank.Factorization`), so its rank is known after loading:
@@ -60,8 +61,8 @@ For positions and quantizer arrays run-length DEFLATE (`Z_RLE`) is tried too: ma
 Both strategies write standard DEFLATE that one `zlib.decompressobj` reads.
 
 Loading never unpickles the artifact: it reads JSON and raw arrays. The architecture comes from `base`
-(deep-copied) or is rebuilt from `source`: a sample name or a sample's student resolves through the sample
-registry only (`compressor.models`; a sample's weights are read with `torch.load(weights_only=True)`, then the
+(deep-copied) or is rebuilt from `source`: a sample name, a sample's student or a sample architecture with a
+user's weights resolves through the sample registry only (`compressor.models`; a sample's weights are read with `torch.load(weights_only=True)`, then the
 artifact's tensors replace them). A file never chooses code to run: an entry-point source (`pkg.mod:factory`,
 `file.py:factory`) is refused unless the caller passes `allow_entry_points=True`. Every module in `modules` whose
 type or arguments differ from the skeleton's is replaced (a Sequential pair replaces a Linear, a shrunk conv a

@@ -17,7 +17,8 @@ from compressor.data import DataSplits, check_fits
 from compressor.deploy import deploy, export_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
 from compressor.models import (
-    baseline_source, build_model, is_entry_point, list_samples, load_data, load_sample, parse_shape, random_data,
+    baseline_source, build_model, data_source, is_entry_point, is_weights_source, list_samples, load_data, load_sample,
+    parse_shape, random_data, weights_digest,
 )
 from compressor.pipeline import compress
 from compressor.policy import DEPLOYED_INT8, FP32, Evaluator
@@ -67,7 +68,7 @@ def open_data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
 
 def _data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
     source = source_of(model)
-    sample_data = source is not None and baseline_source(source) in list_samples()
+    sample_data = source is not None and data_source(source) in list_samples()
     if args.input_shape is not None and (args.data is not None or sample_data):
         given = f"--data {args.data!r}" if args.data is not None else f"the sample data of {source!r}"
         raise ValueError(f"--input-shape {args.input_shape!r} does not apply: the model is evaluated on {given}; "
@@ -76,14 +77,17 @@ def _data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
         _refuse_code(args.data, args.allow_code)
         return load_data(args.data)
     if sample_data:
-        return load_data(baseline_source(source))
+        return load_data(data_source(source))
     if args.input_shape is not None:
         return random_data(parse_shape(args.input_shape))
     raise ValueError(f"model {args.model!r} has no default data; pass --data (sample, entry point or .npz) or --input-shape")
 
 
 def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
-    """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data."""
+    """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data (for an
+    artifact, --weights are its baseline instead: see `_baseline`)."""
+    if _is_artifact(args.model):
+        return None
     if args.weights:
         own = user_models.load_weights(args.model, args.weights)
     elif Path(args.model).is_dir():
@@ -123,16 +127,73 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:<12} {description}")
 
 
+def _baseline(args: argparse.Namespace, model: nn.Module) -> nn.Module | None:
+    """What the evaluated model is compared with: the model itself (it is the uncompressed one), the uncompressed
+    model an artifact's source names, the --weights an artifact was made from, or None when those weights are not
+    at hand (the artifact is then measured alone)."""
+    source = source_of(model)
+    if not _is_artifact(args.model) or source is None:
+        return model
+    if not is_weights_source(source):
+        if args.weights:
+            raise ValueError(f"--weights {args.weights!r}: {args.model!r} was made from {source!r}, not from uploaded "
+                             "weights; leave --weights out")
+        return build_model(baseline_source(source))
+    if not args.weights:
+        return None
+    own = user_models.load_weights(data_source(source), args.weights)
+    if source_of(own.model) != source:
+        raise ValueError(f"--weights {args.weights!r} are not the weights {args.model!r} was made from (SHA-256 starts "
+                         f"{weights_digest(source_of(own.model))}; the file records {weights_digest(source)})")
+    return own.model
+
+
+def no_baseline_note(artifact_path: str, source: str) -> str:
+    """The one line that says an artifact is measured alone, and how to compare it."""
+    return (f"no baseline comparison: {artifact_path} was made from uploaded weights for {data_source(source)} "
+            f"(SHA-256 {weights_digest(source)}), which the file does not hold; shown: the file's own measures on the "
+            f"{data_source(source)} data (pass --weights with those weights to compare)")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     model, small, data, recipe = _compressed(args)
-    source = source_of(model)
-    baseline = build_model(baseline_source(source)) if _is_artifact(args.model) and source else model
+    baseline = _baseline(args, model)
+    compared = small if baseline is None else baseline  # no baseline: measured against itself, comparisons dropped
     latency = LatencyConfig(batch_size=args.batch_size, threads=args.threads, runs=args.runs)
-    report = evaluate(small, data, baseline=baseline, latency=latency, recipe=_recipe_dict(recipe))
+    report = evaluate(small, data, baseline=compared, latency=latency, recipe=_recipe_dict(recipe))
     if args.deployed:
-        deployment, _ = deploy(small, data, baseline, latency, simulated_accuracy=report.accuracy)
+        deployment, _ = deploy(small, data, compared, latency, simulated_accuracy=report.accuracy)
         report = with_deployment(report, deployment)
+    if baseline is None:
+        alone = measured_alone(report, no_baseline_note(args.model, source_of(model)))
+        print(json.dumps(alone, indent=2) if args.json else format_alone(report, alone["notes"][0]))
+        return
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+
+
+COMPARISONS = ("baseline_accuracy", "accuracy_drop", "baseline_macro_f1", "baseline_params", "baseline_dense_bytes",
+               "compression_ratio", "baseline_macs", "baseline_latency_ms", "baseline_latency_spread_ms", "speedup",
+               "baseline_subnormal_params")  # report fields that need the baseline
+
+
+def measured_alone(report: Report, note: str) -> dict:
+    """The report as JSON data without a baseline: every comparison is null (not the model against itself), the
+    note first."""
+    data = report.to_dict()
+    data.update({key: None for key in COMPARISONS}, notes=[note, *report.notes])
+    if data["deployment"] is not None:
+        data["deployment"].update(baseline_accuracy=None, baseline_bytes=None, deployed_baseline_latency_ms=None,
+                                  deployed_speedup=None)
+    return data
+
+
+def format_alone(report: Report, note: str) -> str:
+    """A report without a baseline, for a terminal: the note, then the model's own measures."""
+    own = report.summary_frame()[["compressed"]].rename(columns={"compressed": "this file"})
+    lines = [f"note: {note}", "", own.to_string(float_format=_number)]
+    if report.latency_ms is not None:
+        lines.append(f"latency: median of {report.latency_runs} runs, batch {report.batch_size}, {report.threads} thread(s)")
+    return "\n".join([*lines, "", report.to_frame().to_string(index=False)])
 
 
 def cmd_export(args: argparse.Namespace) -> None:

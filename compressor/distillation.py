@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.data import Split
-from compressor.models import STUDENT_MARK, SAMPLE_STUDENTS, build_model, build_student, check_width, student_source
+from compressor.models import SAMPLE_STUDENTS, build_model, build_student, check_width, student_source
 from compressor.state import source_of
 from compressor.training import History, Progress, StopCheck, check_labelled, cross_entropy, fit
 from compressor.validation import check_fraction, check_positive
@@ -43,7 +43,7 @@ def make_student(teacher: nn.Module, width: float = 0.5, source: str | None = No
             torch.manual_seed(seed)
             return build_model(source)
     origin = source_of(teacher) or ""
-    sample = origin.partition(STUDENT_MARK)[0]
+    sample = origin.partition("@")[0]  # a sample, its student ("@width=") or its architecture with user weights ("@weights=")
     if sample not in SAMPLE_STUDENTS:
         raise ValueError(f"no built-in student for a model from {origin or 'an unknown source'!r} (built-in: "
                          f"{', '.join(SAMPLE_STUDENTS)}); pass source='path/file.py:factory' building the student")

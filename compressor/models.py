@@ -25,6 +25,8 @@ from compressor.validation import check_fraction
 from sample_models.architectures import DigitsCNN, DigitsMLP
 
 STUDENT_MARK = "@width="  # "digits-mlp@width=0.4": the sample's architecture at 0.4 of its width
+WEIGHTS_MARK = "@weights="  # "digits-mlp@weights=1a2b…": the sample's architecture with a user's weights file
+WEIGHTS_DIGEST_CHARS = 16  # the weights file's SHA-256, first 16 hex digits: names which file, checkably
 MAX_INPUT_ELEMENTS = 2**28  # --input-shape: at most 2^28 random inputs (1 GiB of float32)
 
 
@@ -102,6 +104,28 @@ def build_student(source: str, seed: int = 0) -> nn.Module:
     return tag_source(student.eval(), student_source(sample, width))
 
 
+# ---- a sample architecture with a user's weights -------------------------------------------------------------------
+
+
+def weights_source(architecture: str, digest: str) -> str:
+    """The source tag of a sample architecture holding a user's weights: "digits-mlp@weights=<sha256[:16]>".
+
+    The weights themselves are not in the registry: a model rebuilt from this source has the architecture only
+    (an artifact's tensors fill it), and there is no baseline to compare with unless the user brings the same file.
+    """
+    return f"{architecture}{WEIGHTS_MARK}{digest[:WEIGHTS_DIGEST_CHARS]}"
+
+
+def is_weights_source(source: str) -> bool:
+    """True for "<sample>@weights=<digest>"."""
+    return WEIGHTS_MARK in source and source.partition(WEIGHTS_MARK)[0] in sample_models.catalog()
+
+
+def weights_digest(source: str) -> str:
+    """The weights file's digest in a weights source ("" for any other source)."""
+    return source.partition(WEIGHTS_MARK)[2] if is_weights_source(source) else ""
+
+
 # ---- entry points ---------------------------------------------------------------------------------------------------
 
 
@@ -168,6 +192,8 @@ def build_model(source: str) -> nn.Module:
         raise ValueError(f"model source {source!r} must be a sample name or an entry point string")
     if is_student_source(source):
         return build_student(source)
+    if is_weights_source(source):
+        return tag_source(sample_models.build(data_source(source)).eval(), source)
     if is_entry_point(source):
         model = call_entry_point(source)
         if not isinstance(model, nn.Module):
@@ -176,9 +202,17 @@ def build_model(source: str) -> nn.Module:
     return load_sample(source).model
 
 
-def baseline_source(source: str) -> str:
-    """The model a compressed model is compared with: the sample itself for a student of a sample, else the source."""
+def baseline_source(source: str) -> str | None:
+    """The model a compressed model is compared with: the sample itself for a student of a sample, None for a
+    sample architecture with a user's weights (those weights are not in the registry), else the source."""
+    if is_weights_source(source):
+        return None
     return source.partition("@")[0] if is_student_source(source) else source
+
+
+def data_source(source: str) -> str:
+    """Whose data a model is evaluated on: the sample for its students and for its architecture with user weights."""
+    return source.partition("@")[0] if is_student_source(source) or is_weights_source(source) else source
 
 
 # ---- data -------------------------------------------------------------------------------------------------------------

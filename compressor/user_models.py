@@ -16,6 +16,7 @@ Sizes are bounded before anything is read: a weights file over `MAX_WEIGHTS_BYTE
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 
 from compressor.data import Sample
-from compressor.models import is_entry_point, load_data, load_entry_point
+from compressor.models import is_entry_point, load_data, load_entry_point, weights_source
+from compressor.state import tag_source
 
 MAX_WEIGHTS_BYTES = 200 * 1024**2  # uploads and weight files: 200 MiB (.streamlit/config.toml maxUploadSize = 200)
 MAX_HF_BYTES = 2 * 1024**3  # a Hugging Face folder on the server: its model.safetensors at most 2 GiB
@@ -81,6 +83,15 @@ def read_state_dict(path: str | Path, limit: int = MAX_WEIGHTS_BYTES) -> dict[st
     return state
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str) -> None:
     """A ValueError naming the first difference in names, shapes or dtypes between two state dicts."""
     missing = [k for k in expected if k not in given]
@@ -107,6 +118,7 @@ def load_weights(architecture: str, path: str | Path, limit: int = MAX_WEIGHTS_B
     for tensor in model.state_dict().values():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"weights file {Path(path).name!r} holds NaN or infinite values")
+    tag_source(model, weights_source(architecture, file_sha256(path)))  # exports record it: see models.weights_source
     return Sample(name=f"{architecture} + {Path(path).name}", model=model.eval(), data=sample_models.load_data(architecture),
                   description=f"{architecture} architecture with your weights from {Path(path).name}")
 

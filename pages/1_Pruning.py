@@ -9,7 +9,7 @@ from compressor.figures.training import add_recovered, run_colour
 from ui import cache, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
-from ui.session import model_picker, one_of, persistent
+from ui.session import display_name, model_picker, one_of, persistent
 from ui.sweeps import run_sweep, sweep_wanted
 
 AMOUNT = cz.Prune.spec("amount")
@@ -66,7 +66,7 @@ recovery = training.recovery_controls("prune", "pruning", gradual=not step.struc
 recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
     if step.structured and not channel_prunable(name):
-        raise ValueError(f"{name} has no layer whose output channels can be removed; turn 'Structured' off.")
+        raise ValueError(f"{display_name(name)} has no layer whose output channels can be removed; turn 'Structured' off.")
     report = cache.report(name, recipe_json)
     pruned = cache.compressed(name, recipe_json)
 baseline = cache.report(name, cache.recipe_key(cz.Recipe()))

@@ -7,7 +7,7 @@ from compressor.figures.low_rank import SweepPoint, accuracy_vs_params, singular
 from compressor.low_rank import factorizable_layers, rank_plan, singular_values
 from ui import cache, points
 from ui.display import latency_caption, metric_row, notes, user_errors
-from ui.session import in_range, model_picker, one_of, persistent
+from ui.session import in_range, model_picker, one_of, persistent, widget_label
 from ui.sweeps import run_sweep, sweep_wanted
 
 RULES = {"rank ratio": "rank_ratio", "energy": "energy"}  # radio label -> LowRank field
@@ -45,7 +45,7 @@ else:
     value = c2.slider("Energy kept Σᵢ≤ᵣ σᵢ² / Σ σᵢ²", 0.5, ENERGY.high, step=0.01, help=ENERGY.help,
                       key=persistent("lowrank_energy", ENERGY.default, in_range(0.5, ENERGY.high)))
 chosen = c3.multiselect("Layers to factorize", list(layers),
-                        key=persistent(f"lowrank_layers_{name}", list(layers), one_of(layers)),
+                        key=persistent(f"lowrank_layers_{widget_label(name)}", list(layers), one_of(layers)),
                         format_func=lambda layer: f"{layer} ({shapes[layer]})",
                         help="Linear layers and convolutions with groups = 1.")
 if not chosen:

@@ -4,7 +4,7 @@ import streamlit as st
 from compressor import Recipe
 from compressor.figures.tradeoffs import VIEWS, describe_recipe, front_3d, tradeoff_3d, tradeoff_scatter
 from ui import cache, points
-from ui.session import model_picker
+from ui.session import display_name, file_label, model_picker, widget_label
 from ui.latency_view import SOURCES, latency_view
 from ui.tradeoffs_cache import add_quick_grid, grid_recorded, quick_grid
 
@@ -12,6 +12,7 @@ FEW_POINTS = 6  # below this many, offer the quick grid up front
 
 st.set_page_config(page_title="Trade-offs · Compression Lab", page_icon="📈", layout="wide")
 name = model_picker()
+shown = display_name(name)  # never the raw name: an own model's holds the session id
 baseline_json = cache.recipe_key(Recipe())
 points.record(name, baseline_json, cache.report(name, baseline_json), "Trade-offs", "baseline")
 
@@ -27,7 +28,7 @@ st.markdown(
 )
 
 if cache.is_embedding(name):
-    st.info(f"{name} outputs sentence embeddings: its **accuracy** axis and columns show the **mean cosine similarity** "
+    st.info(f"{shown} outputs sentence embeddings: its **accuracy** axis and columns show the **mean cosine similarity** "
             "to the uncompressed model's embeddings of the held-out sentences (fidelity, 100% = unchanged); the "
             "other fidelity measures are in each page's headline. Each new point takes seconds on this server.",
             icon="🧭")
@@ -35,7 +36,7 @@ if cache.is_embedding(name):
 count = len(points.table(name))
 if count < FEW_POINTS:
     st.info(
-        f"{count} configuration{'s' if count != 1 else ''} of {name} so far. Try the other pages, or add a quick "
+        f"{count} configuration{'s' if count != 1 else ''} of {shown} so far. Try the other pages, or add a quick "
         f"grid: {len(quick_grid())} configurations (zeros × bits, and structured pruning), each with its latency "
         "timed.", icon="🧭",
     )
@@ -64,9 +65,9 @@ st.caption(f"Latency shown: **{latency_source}**, relative to the uncompressed m
 tabs = st.tabs([*VIEWS, "3-D view"], key="trade_view", on_change="rerun")  # only the open tab is drawn
 for tab, (title, (x, y)) in zip(tabs, VIEWS.items()):
     if tab.open:
-        tab.plotly_chart(tradeoff_scatter(table, x, y, title=f"{title} — {name}"), width="stretch")
+        tab.plotly_chart(tradeoff_scatter(table, x, y, title=f"{title} — {shown}"), width="stretch")
 if tabs[-1].open:
-    tabs[-1].plotly_chart(tradeoff_3d(table, title=f"Accuracy, size and latency — {name}"), width="stretch")
+    tabs[-1].plotly_chart(tradeoff_3d(table, title=f"Accuracy, size and latency — {shown}"), width="stretch")
     tabs[-1].caption("Drag to rotate. Teal: on the front of all three objectives at once. Latency varies by a "
                      "few per cent from run to run, so with latency as an objective near-ties can reach the front "
                      "by chance.")
@@ -93,7 +94,7 @@ columns = {  # shown column -> how it looks
 view = table.assign(accuracy_pct=table["accuracy"] * 100, drop_pts=-table["accuracy_drop"] * 100)
 overview = ["pinned", "label", "accuracy_pct", "compressed_bytes", "compression_ratio", "latency_ms", "speedup",
             "kernel", "front", "page", "summary"]
-edited = st.data_editor(view[overview], key=f"trade_pins_{name}", hide_index=True, width="stretch",
+edited = st.data_editor(view[overview], key=f"trade_pins_{widget_label(name)}", hide_index=True, width="stretch",
                         disabled=overview[1:], column_config={c: columns[c] for c in overview})
 for recipe_json, was, now in zip(table["recipe"], table["pinned"], edited["pinned"]):
     if bool(was) != bool(now):
@@ -114,5 +115,5 @@ exported = ["label", "page", "accuracy", "accuracy_drop", "compressed_bytes", "c
 rows = table[pinned] if pinned.any() else table
 st.download_button(
     f"Download {'the comparison' if pinned.any() else 'all points'} (CSV)", rows[exported].to_csv(index=False),
-    file_name=f"{name}-tradeoffs.csv", mime="text/csv", key="trade_csv", icon=":material/download:",
+    file_name=f"{file_label(name)}-tradeoffs.csv", mime="text/csv", key="trade_csv", icon=":material/download:",
 )

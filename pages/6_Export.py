@@ -7,8 +7,8 @@ from compressor.figures.distillation import training_of
 from compressor.figures.tradeoffs import describe_recipe
 from ui import cache, points
 from ui.display import deployed_quality, format_bytes, latency_caption, metric_row, user_errors
-from ui.export_files import contents_table, file_stem, report_csv, report_json
-from ui.session import model_picker, one_of, persistent
+from ui.export_files import contents_table, file_stem, load_back, report_csv, report_json
+from ui.session import display_name, model_picker, one_of, persistent
 
 EXAMPLE = cz.Recipe((  # Deep Compression's order: prune, then quantize what is left
     cz.Prune(amount=0.8, scope="global"), cz.Quantize(bits=4, scheme="symmetric", granularity="channel"),
@@ -32,7 +32,7 @@ source = st.radio("What to export", [RECORDED, PASTED],
                   key=persistent("export_source", RECORDED if len(recorded) else PASTED, one_of([RECORDED, PASTED])),
                   horizontal=True)
 if source == RECORDED and recorded.empty:
-    st.info(f"No configuration of {name} evaluated yet in this session: paste a recipe instead, or move a "
+    st.info(f"No configuration of {display_name(name)} evaluated yet in this session: paste a recipe instead, or move a "
             "slider on one of the technique pages first.", icon="🧭")
     source = PASTED
 
@@ -99,25 +99,9 @@ st.download_button("Deployable model (.onnx)", onnx_bytes, file_name=f"{stem}.on
 
 st.header("Load it back")
 python_tab, cli_tab = st.tabs(["Python", "Command line"])
-with python_tab:
-    st.code(
-        f'import compressor as cz\n\n'
-        f'model = cz.load("{stem}.clab")  # an nn.Module in eval mode, rebuilt from the file alone\n'
-        f'sample = cz.load_sample("{name}")\n'
-        f'report = cz.evaluate(model, sample.data, baseline=sample.model)\n'
-        f'print(f"{{report.accuracy:.1%}}, {{report.compressed_bytes:,}} bytes")',
-        language="python",
-    )
-with cli_tab:
-    st.code(
-        f"# measure the file: accuracy, size, latency against the uncompressed {name}\n"
-        f"python -m compressor evaluate --model {stem}.clab\n\n"
-        f"# or rebuild the same file from the recipe\n"
-        f"python -m compressor export --model {name} --recipe {stem}.recipe.json --out {stem}.clab\n\n"
-        f"# the ONNX graph for ONNX Runtime (int8 / int4 kernels where the weights allow)\n"
-        f"python -m compressor export --model {name} --recipe {stem}.recipe.json --out {stem}.onnx --format onnx",
-        language="bash",
-    )
+python_code, shell_code = load_back(name, stem)
+python_tab.code(python_code, language="python")
+cli_tab.code(shell_code, language="bash")
 
 with st.expander("What is inside the file"):
     st.caption(f"{artifact.layer_bytes['(header)']:,} bytes of header (architecture, recipe, quantizer settings, "

@@ -9,7 +9,7 @@ from compressor.figures.distillation import (
 from ui import cache, points, training
 from ui import distillation_cache as students
 from ui.display import format_bytes, latency_caption, metric_row, user_errors
-from ui.session import in_range, model_picker, one_of, persistent
+from ui.session import display_name, in_range, model_picker, one_of, persistent, widget_label
 
 WIDTHS = [round(0.05 * i, 2) for i in range(1, 21)]  # width multiplier stops: 5%, 10%, ..., 100%
 DEFAULT_WIDTH = {"digits-mlp": 0.4, "digits-cnn": 0.5}  # about a quarter of the teacher's parameters each
@@ -22,7 +22,7 @@ st.set_page_config(page_title="Distillation · Compression Lab", page_icon="🎓
 name = model_picker()
 if cache.is_embedding(name):  # students here are classifiers trained on logits; an encoder needs its own student
     st.title("🎓 Distillation")
-    st.info(f"{name} is a sentence encoder: this page's students learn a classifier's softened logits, so it has "
+    st.info(f"{display_name(name)} is a sentence encoder: this page's students learn a classifier's softened logits, so it has "
             "no student for it. Its distillation is on the Pruning, Quantization and Pipeline pages: turn on "
             "fine-tuning and the compressed encoder learns to reproduce the uncompressed embeddings "
             "(loss 1 − cosine).", icon="🧭")
@@ -35,7 +35,7 @@ def controls() -> students.Settings:
     with st.sidebar:
         st.subheader("🎓 Distillation")
         width = st.select_slider(
-            "Student width", WIDTHS, key=persistent(f"distill_width_{name}", DEFAULT_WIDTH.get(name, 0.5), one_of(WIDTHS)),
+            "Student width", WIDTHS, key=persistent(f"distill_width_{widget_label(name)}", DEFAULT_WIDTH.get(name, 0.5), one_of(WIDTHS)),
             format_func=lambda w: f"{w:.0%}",
             help="Every hidden size (neurons, channels) of the teacher's architecture times this; parameters "
                  "shrink roughly as width².",
@@ -101,7 +101,7 @@ with user_errors():
 teacher_params = parameter_count(teacher.model)
 cols = st.columns(4)
 cols[0].metric("Student parameters", f"{student_params:,}", f"{student_params / teacher_params:.0%} of the teacher's",
-               delta_color="off", delta_arrow="off", help=f"The teacher ({name}) has {teacher_params:,}.")
+               delta_color="off", delta_arrow="off", help=f"The teacher ({display_name(name)}) has {teacher_params:,}.")
 cols[1].metric("Teacher parameters", f"{teacher_params:,}")
 cols[2].metric("Teacher accuracy", f"{baseline.accuracy:.1%}")
 cols[3].metric("Teacher file", format_bytes(baseline.compressed_bytes))

@@ -7,7 +7,7 @@ from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, probes, s
 from compressor.units import format_bytes
 from ui import policy_cache
 from ui.display import user_errors
-from ui.session import model_picker
+from ui.session import display_name, model_picker
 
 AMOUNTS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 BITS = (8, 6, 5, 4, 3, 2, 1)
@@ -57,7 +57,7 @@ if not stopped:
 
 def progress(fraction: float, label: str) -> None:
     if evaluator.misses:  # only while something is computed: a cached run does not flash a bar
-        bar.progress(fraction, text=f"Measuring {total} probes of {name}: {label}")
+        bar.progress(fraction, text=f"Measuring {total} probes of {display_name(name)}: {label}")
 
 
 with user_errors():

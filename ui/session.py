@@ -77,6 +77,7 @@ def expire_old_files(max_age_s: float = SESSION_MAX_AGE_S) -> int:
 # ---------------------------------------------------------------- a session's own models (ui/uploads.py stores them)
 
 OWN_PREFIX = "upload:"  # own model names: "upload:<session id>:<content hash>", only ever offered to that session
+MAX_SHOWN_CHARS = 40  # an own model's display name shows at most this much of its file or folder name
 
 
 def uploads_dir(session_id: str) -> Path:
@@ -89,6 +90,41 @@ def own_model_owner(name: str) -> str | None:
     if not name.startswith(OWN_PREFIX):
         return None
     return name[len(OWN_PREFIX):].partition(":")[0]
+
+
+def own_model_folder(name: str) -> Path:
+    """Where an own model's files are: <session dir>/uploads/<session id>/<content hash>/."""
+    session_id, _, digest = name[len(OWN_PREFIX):].partition(":")
+    return uploads_dir(session_id) / digest
+
+
+def display_name(name: str) -> str:
+    """How every page, figure, CSV, file name and snippet names a model: a sample by its name, an own model as
+    "your model (<what was brought>)", e.g. "your model (weights.safetensors)".
+
+    An own model's name holds the session id, which is the key to the session (whoever has it sees the session's
+    models and points): it must never reach a screen, a shared file or a widget key. Use this, `file_label` and
+    `widget_label` wherever a model is named.
+    """
+    if not name.startswith(OWN_PREFIX):
+        return name
+    try:
+        meta = json.loads((own_model_folder(name) / "meta.json").read_text(encoding="utf-8"))
+        shown = str(meta.get("shown") or "")[:MAX_SHOWN_CHARS]
+    except (OSError, ValueError):
+        shown = ""
+    return f"your model ({shown or name.rpartition(':')[2][:8]})"
+
+
+def file_label(name: str) -> str:
+    """The display name as a file-name part: "your-model-weights.safetensors" (letters, digits, . _ - only)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", display_name(name)).strip("-.") or "model"
+
+
+def widget_label(name: str) -> str:
+    """A model's part of a widget key (keys reach the browser): the name of a sample, "yours-<content hash>" for an
+    own model (distinct per model, without the session id)."""
+    return f"yours-{name.rpartition(':')[2]}" if name.startswith(OWN_PREFIX) else name
 
 
 def own_models(session_id: str) -> dict[str, str]:
@@ -265,7 +301,7 @@ def model_picker() -> str:
 
     st.sidebar.selectbox(
         "Model", names, index=names.index(current), key="_model_picker", on_change=remember,
-        format_func=lambda name: f"yours: {samples[name][:40]}" if name.startswith(OWN_PREFIX) else name,
+        format_func=display_name,
         help="The pretrained model every page compresses (bring your own on the Overview page).",
     )
     st.sidebar.caption(samples[current])

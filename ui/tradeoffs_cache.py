@@ -14,7 +14,7 @@ import streamlit as st
 
 import compressor as cz
 from ui import cache, points
-from ui.session import POINTS
+from ui.session import POINTS, display_name
 
 GRID_PAGE = "Trade-offs"  # the `page` of the grid's points
 GRID_AMOUNTS = (0.5, 0.8, 0.9)  # unstructured pruning (one global threshold): fraction of weights set to zero
@@ -45,7 +45,7 @@ def grid_recorded(name: str) -> bool:
 def add_quick_grid(name: str) -> None:
     """Evaluate (latency timed) and record every grid configuration, with a progress bar; cached ones are instant."""
     grid = quick_grid()
-    message = f"Evaluating and timing {len(grid)} configurations of {name}"
+    message = f"Evaluating and timing {len(grid)} configurations of {display_name(name)}"
     bar = st.progress(0.0, text=message)
     try:
         for i, (label, recipe) in enumerate(grid.items()):

@@ -21,7 +21,7 @@ import streamlit as st
 
 from compressor import user_models
 from compressor.data import Sample
-from ui.session import MODEL, OWN_PREFIX, SESSION_ID, own_model_owner, uploads_dir
+from ui.session import MODEL, OWN_PREFIX, SESSION_ID, display_name, own_model_folder, own_model_owner, uploads_dir
 
 HASH_CHARS = 16  # 64 bits of SHA-256: distinct uploads of one session never collide in practice
 
@@ -63,7 +63,7 @@ def store_weights(session_id: str, architecture: str, filename: str, data: bytes
     suffix = Path(filename).suffix.lower()
     if suffix not in user_models.WEIGHT_SUFFIXES:
         raise ValueError(f"upload {filename!r} must end in {', '.join(user_models.WEIGHT_SUFFIXES)}")
-    meta = {"kind": "weights", "architecture": architecture, "file": f"weights{suffix}",
+    meta = {"kind": "weights", "architecture": architecture, "file": f"weights{suffix}", "shown": Path(filename).name,
             "description": f"{architecture} with your weights from {Path(filename).name}"}
     return _store(session_id, _digest(architecture.encode(), data), meta, {meta["file"]: data})
 
@@ -76,13 +76,13 @@ def store_hf_folder(session_id: str, folder: str) -> str:
         raise ValueError(f"{folder!r} is not a Hugging Face model folder: it needs config.json and model.safetensors")
     user_models.check_size(weights.stat().st_size, user_models.MAX_HF_BYTES, str(weights))
     digest = _digest((path / "config.json").read_bytes(), _file_digest(weights).encode())
-    return _store(session_id, digest, {"kind": "hf", "path": str(path)}, {})
+    return _store(session_id, digest, {"kind": "hf", "path": str(path), "shown": path.name}, {})
 
 
 def store_entry_point(session_id: str, spec: str, filename: str, data: bytes) -> str:
     """Keep an entry point and its .npz evaluation data: only on a server that allows code."""
     user_models.check_size(len(data), user_models.MAX_WEIGHTS_BYTES, f"upload {filename!r}")
-    meta = {"kind": "entry", "spec": spec, "file": "data.npz"}
+    meta = {"kind": "entry", "spec": spec, "file": "data.npz", "shown": Path(spec).name}
     return _store(session_id, _digest(spec.encode(), data), meta, {"data.npz": data})
 
 
@@ -100,14 +100,18 @@ def load(folder: Path, meta: dict) -> Sample:
 
 def load_own(name: str) -> Sample:
     """An own model by its name "upload:<session id>:<hash>" (the caller checked the session owns it)."""
-    session_id, _, digest = name[len(OWN_PREFIX):].partition(":")
-    folder = uploads_dir(session_id) / digest
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ValueError(f"your model {digest} is gone (removed, or expired with its session)") from None
-    sample = load(folder, meta)
+    meta = brought(name)
+    sample = load(own_model_folder(name), meta)
     return Sample(name=name, model=sample.model, data=sample.data, description=meta["description"])
+
+
+def brought(name: str) -> dict:
+    """What an own model is, from its meta.json: kind ("weights", "hf", "entry"), shown (its file or folder name),
+    and architecture + file, path, or spec + file."""
+    try:
+        return json.loads((own_model_folder(name) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ValueError(f"{display_name(name)} is gone (removed, or deleted with its session)") from None
 
 
 def check_owner(name: str) -> None:
@@ -115,12 +119,6 @@ def check_owner(name: str) -> None:
     owner = own_model_owner(name)
     if owner is not None and owner != st.session_state.get(SESSION_ID):
         raise ValueError("that model belongs to another session")
-
-
-def label(name: str) -> str:
-    """How a page names a model: a sample by its name, an own model as "your model <hash>" (the name holds the
-    session id, which is the key to the session: never put it on a shared screen)."""
-    return f"your model {name.rpartition(':')[2][:8]}" if name.startswith(OWN_PREFIX) else name
 
 
 def code_allowed() -> bool:
@@ -131,8 +129,7 @@ def code_allowed() -> bool:
 def remove(name: str) -> None:
     """Delete one of this session's own models now."""
     check_owner(name)
-    session_id, _, digest = name[len(OWN_PREFIX):].partition(":")
-    shutil.rmtree(uploads_dir(session_id) / digest, ignore_errors=True)
+    shutil.rmtree(own_model_folder(name), ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the form on the Overview page
