@@ -35,6 +35,8 @@ WEIGHT_ARCHITECTURES = ("digits-mlp", "digits-cnn")  # sample architectures that
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 ENCODER_TYPES = ("bert",)  # BERT WordPiece ids, [PAD] = 0: what the shipped sentences and SentenceEncoder assume
 ALLOW_CODE_ENV = "CLAB_ALLOW_CODE"
+HF_ROOTS_ENV = "CLAB_HF_ROOTS"  # the app's allow-list of folders holding Hugging Face models (os.pathsep-separated)
+HF_ROOT_ARG = "--hf-root"  # or `streamlit run app.py -- --hf-root DIR` (repeatable)
 
 
 def code_allowed(argv: list[str] | None = None) -> bool:
@@ -46,6 +48,31 @@ def check_size(size: int, limit: int = MAX_WEIGHTS_BYTES, what: str = "file") ->
     """A ValueError naming the size and the limit if `size` bytes is over it."""
     if size > limit:
         raise ValueError(f"{what} is {size:,} bytes; at most {limit:,} bytes ({limit / 1024**2:.0f} MiB) are allowed")
+
+
+def hf_roots(argv: list[str] | None = None) -> list[Path]:
+    """The folders under which the app may read Hugging Face models: $CLAB_HF_ROOTS (os.pathsep-separated) and
+    every `--hf-root DIR` in argv. None by default: a server's file system is not its users', and a path field
+    would let anyone in the room load (or probe for) whatever the server's account can read."""
+    roots = [part for part in os.environ.get(HF_ROOTS_ENV, "").split(os.pathsep) if part.strip()]
+    argv = argv or []
+    roots += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == HF_ROOT_ARG]
+    return [Path(root).expanduser().resolve() for root in roots]
+
+
+def check_hf_path(folder: str | Path, roots: list[Path]) -> Path:
+    """`folder` resolved (`~`, `..`, symlinks) if it and its config.json and model.safetensors lie inside one of
+    `roots` (resolved too); else one ValueError naming the folder and what is allowed."""
+    if not roots:
+        raise ValueError(f"Hugging Face folders on the server are off here; the server's owner can allow a folder "
+                         f"with {HF_ROOTS_ENV}=/path/to/models (or `streamlit run app.py -- {HF_ROOT_ARG} DIR`)")
+    path = Path(folder).expanduser().resolve()
+    allowed = ", ".join(str(root) for root in roots)
+    for target in (path, (path / "config.json").resolve(), (path / "model.safetensors").resolve()):
+        if not any(target.is_relative_to(root) for root in roots):
+            raise ValueError(f"folder {str(folder)!r} is outside the folders this server allows ({allowed})"
+                             + ("" if target == path else f": {target.name} links to {target}"))
+    return path
 
 
 # ---------------------------------------------------------------- 2. weights for a sample architecture

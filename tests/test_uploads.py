@@ -40,24 +40,43 @@ def picker_options(at: AppTest) -> list[str]:
     return list(at.sidebar.selectbox(key="_model_picker").options)
 
 
+def rendered(at: AppTest) -> str:
+    """Everything the last run sent to the browser, as text: every element's message (texts, captions, code,
+    figures' JSON, tables, widget ids, labels and options)."""
+    def walk(node):
+        yield str(getattr(node, "proto", "") or "")
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+
+    return "\n".join(walk(at._tree))
+
+
 def test_an_upload_is_offered_to_its_session_only_and_pages_work_on_it():
     alice, bob = open_app(), open_app()
     alice_id, bob_id = alice.query_params[QUERY_KEY], bob.query_params[QUERY_KEY]
     name = uploads.store_weights(alice_id, "digits-mlp", "mine.safetensors", weights_bytes())
     assert name.startswith(f"upload:{alice_id}:")
     alice.run()
-    assert any(option.startswith("yours:") for option in picker_options(alice))
+    assert "your model (mine.safetensors)" in picker_options(alice)
     alice.sidebar.selectbox(key="_model_picker").set_value(name).run()
     assert not alice.exception
     assert alice.session_state[MODEL] == name
-    assert "your weights from mine.safetensors" in " ".join(m.value for m in alice.markdown)
-    for page, _, _ in session.NAVIGATION[1:]:  # every page works on it
+    assert "**your model (mine.safetensors)** — digits-mlp with your weights from mine.safetensors" in alice.markdown[0].value
+    assert alice_id not in rendered(alice)
+    for page, _, _ in session.NAVIGATION[1:]:  # every page works on it and never shows the session id
         alice.switch_page(page).run()
         assert not alice.exception, page
         assert alice.session_state[MODEL] == name
+        assert alice_id not in rendered(alice), page
+        if page == "pages/5_Trade-offs.py":
+            assert "— your model (mine.safetensors)" in rendered(alice)  # the figure's title
+        if page == "pages/6_Export.py":
+            python_code = alice.code[0].value
+            assert 'load_weights("digits-mlp", "mine.safetensors")' in python_code
+            assert "--weights mine.safetensors" in alice.code[1].value
 
     bob.run()
-    assert not any(option.startswith("yours:") for option in picker_options(bob))
+    assert not any(option.startswith("your model") for option in picker_options(bob))
     bob.session_state[MODEL] = name  # even if bob learnt the name, the picker falls back to a sample
     bob.run()
     assert not bob.exception and bob.session_state[MODEL] != name

@@ -9,8 +9,9 @@ Across reloads. A reload starts a new Streamlit session with the same URL, so th
 URL (`?s=<id>`, 128 random bits: unguessable, so no session sees another's) and what the session keeps is
 written, as JSON, to one file per id in a server directory (`CLAB_SESSION_DIR`, default a folder in the system's
 temp dir; processes behind one proxy share it). The first run of a new session with a known id reads it back.
-The server holds nothing per session in memory beyond Streamlit's own session state; files untouched for
-`SESSION_MAX_AGE_S` are deleted when a new session starts.
+The server holds nothing per session in memory beyond Streamlit's own session state (and, for 2 minutes after a
+tab closes, ui/janitor.py's note of it); files untouched for `SESSION_MAX_AGE_S` are deleted when a new session
+starts. A session's own models (uploads) go much sooner: when no tab has carried its id for 2 minutes (ui/janitor.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import math
 import os
 import re
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +30,7 @@ import streamlit as st
 import torch
 
 from compressor import list_samples
+from ui import janitor
 
 MODEL = "model_name"  # the picked sample, shared by every page
 POINTS = "tradeoff_points"  # every configuration evaluated this session: (model, recipe JSON) -> row
@@ -61,7 +62,8 @@ def _file(session_id: str) -> Path:
 
 
 def expire_old_files(max_age_s: float = SESSION_MAX_AGE_S) -> int:
-    """Delete session files not written for max_age_s seconds, and their uploads; returns how many files went."""
+    """Delete session files not written for max_age_s seconds; returns how many went. (Uploads go much sooner, when
+    no tab carries their session: ui/janitor.py.)"""
     cutoff, removed = time.time() - max_age_s, 0
     for path in session_dir().glob("*.json"):
         try:
@@ -70,7 +72,6 @@ def expire_old_files(max_age_s: float = SESSION_MAX_AGE_S) -> int:
                 removed += 1
         except OSError:  # another process removed it first
             pass
-    _expire_uploads(cutoff)
     return removed
 
 
@@ -137,21 +138,6 @@ def own_models(session_id: str) -> dict[str, str]:
             continue
         models[f"{OWN_PREFIX}{session_id}:{meta.parent.name}"] = description
     return models
-
-
-def _expire_uploads(cutoff: float) -> None:
-    """Delete the uploads of sessions whose file is gone or stale, once the uploads themselves are as old."""
-    root = session_dir() / "uploads"
-    if not root.is_dir():
-        return
-    for folder in root.iterdir():
-        try:
-            session_file = _file(folder.name)
-            last = max(folder.stat().st_mtime, session_file.stat().st_mtime if session_file.exists() else 0.0)
-            if last < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            pass
 
 
 def _plain(value: Any) -> Any:
@@ -221,6 +207,7 @@ def start() -> str:
         expire_old_files()
     if st.query_params.get(QUERY_KEY) != state[SESSION_ID]:
         st.query_params[QUERY_KEY] = state[SESSION_ID]
+    janitor.watch(state[SESSION_ID], session_dir())  # this tab carries the id: its uploads stay while it is here
     return state[SESSION_ID]
 
 

@@ -3,10 +3,11 @@
 Each own model lives in `<session dir>/uploads/<session id>/<content hash>/` (the uploaded file and a meta.json
 saying what it is) and is named "upload:<session id>:<content hash>": the model picker offers a session only the
 names under its own id (ui/session.py `own_models`), and `ui.cache.sample` refuses a name of another session.
-Uploads go with their session: when its file expires (`SESSION_MAX_AGE_S`, ui/session.py) or on "Remove".
+Uploads go with their session: when its tab is gone (ui/janitor.py), or on "Remove".
 
 What may be brought (compressor/user_models.py checks it): weights for a sample architecture (.safetensors or a
-state-dict .pt), a Hugging Face BERT folder on the server, and, only on a server started with CLAB_ALLOW_CODE=1 or
+state-dict .pt); a Hugging Face BERT folder on the server, only under a folder the server allows (CLAB_HF_ROOTS or
+`streamlit run app.py -- --hf-root DIR`; none by default); and, only on a server started with CLAB_ALLOW_CODE=1 or
 `streamlit run app.py -- --allow-code`, an entry point `file.py:factory` with an .npz of evaluation data.
 """
 from __future__ import annotations
@@ -69,8 +70,9 @@ def store_weights(session_id: str, architecture: str, filename: str, data: bytes
 
 
 def store_hf_folder(session_id: str, folder: str) -> str:
-    """Keep a reference to a Hugging Face folder on the server (its content hash makes the name)."""
-    path = Path(folder).expanduser().resolve()
+    """Keep a reference to a Hugging Face folder on the server (its content hash makes the name); only a folder
+    inside the server's allow-list (`hf_roots`), checked after resolving symlinks and `..`."""
+    path = user_models.check_hf_path(folder, hf_roots())
     weights = path / "model.safetensors"
     if not weights.is_file() or not (path / "config.json").is_file():
         raise ValueError(f"{folder!r} is not a Hugging Face model folder: it needs config.json and model.safetensors")
@@ -92,7 +94,7 @@ def load(folder: Path, meta: dict) -> Sample:
     if kind == "weights":
         return user_models.load_weights(meta["architecture"], folder / meta["file"])
     if kind == "hf":
-        return user_models.load_hf_folder(meta["path"])
+        return user_models.load_hf_folder(user_models.check_hf_path(meta["path"], hf_roots()))
     if kind == "entry":
         return user_models.load_entry_model(meta["spec"], str(folder / meta["file"]), allow_code=code_allowed())
     raise ValueError(f"stored model of unknown kind {kind!r}")
@@ -124,6 +126,11 @@ def check_owner(name: str) -> None:
 def code_allowed() -> bool:
     """Entry points run code: only if the server was started with CLAB_ALLOW_CODE=1 or `-- --allow-code`."""
     return user_models.code_allowed(sys.argv)
+
+
+def hf_roots() -> list[Path]:
+    """Folders this server may read Hugging Face models from: CLAB_HF_ROOTS or `-- --hf-root DIR`; none by default."""
+    return user_models.hf_roots(sys.argv)
 
 
 def remove(name: str) -> None:
@@ -158,7 +165,13 @@ def form() -> None:
         if upload is not None and st.button("Use these weights", key="own_weights_go"):
             _use(store_weights, architecture, upload.name, upload.getvalue())
     elif kind == kinds[1]:
-        folder = st.text_input("Folder (config.json + model.safetensors, a BERT encoder)", key="own_hf")
+        roots = hf_roots()
+        if not roots:
+            st.info(f"Off on this server: it reads model folders only under folders its owner allowed "
+                    f"({user_models.HF_ROOTS_ENV}=/path/to/models streamlit run app.py).", icon="🔒")
+            return
+        folder = st.text_input("Folder (config.json + model.safetensors, a BERT encoder)", key="own_hf",
+                               help="Allowed: folders under " + ", ".join(str(root) for root in roots))
         if folder and st.button("Load the folder", key="own_hf_go"):
             _use(store_hf_folder, folder)
     else:
