@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-import os
+import re
 import time
 from pathlib import Path
 
@@ -109,14 +109,19 @@ def test_refused_uploads_leave_nothing(tmp_path):
 
 
 def test_uploads_go_with_their_session_and_on_remove():
-    sid, stale = "D" * 22, "E" * 22
+    """The janitor (tests/test_janitor.py has the clock-driven cases) on the app's own folders."""
+    from ui.janitor import GRACE_S, Janitor
+
+    sid, gone = "D" * 22, "E" * 22
     name = uploads.store_weights(sid, "digits-mlp", "w.pt", weights_bytes(pt=True))
-    old = uploads.store_weights(stale, "digits-mlp", "w.safetensors", weights_bytes(4))
-    assert list(session.own_models(stale)) == [old]
-    past = time.time() - session.SESSION_MAX_AGE_S - 60
-    os.utime(session.uploads_dir(stale), (past, past))  # a session gone quiet for longer than a session file lives
-    session.expire_old_files()
-    assert not session.uploads_dir(stale).exists()
+    old = uploads.store_weights(gone, "digits-mlp", "w.safetensors", weights_bytes(4))
+    assert list(session.own_models(gone)) == [old]
+    later = time.time() + GRACE_S + 60
+    janitor = Janitor(session.session_dir(), is_active=lambda tab: tab == "alive", clock=lambda: later)
+    janitor.attach("alive", sid)  # sid's tab is still here; gone's closed more than the grace period ago
+    swept = janitor.run_once()  # (the folder is shared with the other tests: their sessions may go too)
+    assert gone in swept and sid not in swept
+    assert not session.uploads_dir(gone).exists()
     assert list(session.own_models(sid)) == [name]  # a live session's upload stays
     uploads.st.session_state[session.SESSION_ID] = sid
     uploads.remove(name)
@@ -140,19 +145,55 @@ def test_entry_points_only_on_a_server_that_allows_code(monkeypatch, tmp_path):
     assert list(session.own_models(sid)) == [name]
 
 
-def test_a_hugging_face_folder_in_the_app(tmp_path):
+def tiny_bert(folder: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
-              add_pooling_layer=False).save_pretrained(tmp_path, safe_serialization=True)
+              add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_a_hugging_face_folder_in_the_app(tmp_path, monkeypatch):
+    root = tmp_path / "models"
+    tiny_bert(root / "bert")
+    monkeypatch.setenv("CLAB_HF_ROOTS", str(root))
     at = open_app()
     sid = at.query_params[QUERY_KEY]
-    name = uploads.store_hf_folder(sid, str(tmp_path))
-    assert uploads.store_hf_folder(sid, str(tmp_path)) == name  # same content, same name
+    name = uploads.store_hf_folder(sid, str(root / "bert"))
+    assert uploads.store_hf_folder(sid, str(root / "bert")) == name  # same content, same name
     at.run()
     at.sidebar.selectbox(key="_model_picker").set_value(name).run()
     assert not at.exception
     assert "Topic accuracy" in [m.label for m in at.metric]
+    assert "your model (bert)" in picker_options(at)
     with pytest.raises(ValueError, match="is not a Hugging Face model folder"):
-        uploads.store_hf_folder(sid, str(ROOT / "tests"))
+        uploads.store_hf_folder(sid, str(root))
+
+
+def test_hugging_face_folders_only_under_an_allowed_root(tmp_path, monkeypatch):
+    root, outside = tmp_path / "models", tiny_bert(tmp_path / "elsewhere")
+    root.mkdir()
+    sid = "F" * 22
+    monkeypatch.delenv("CLAB_HF_ROOTS", raising=False)
+    with pytest.raises(ValueError, match="Hugging Face folders on the server are off here; .*CLAB_HF_ROOTS="):
+        uploads.store_hf_folder(sid, str(outside))
+    at = open_app()
+    at.radio(key="own_kind").set_value("Hugging Face folder on the server").run()
+    assert not at.text_input and "Off on this server" in at.info[0].value  # no path field at all
+
+    monkeypatch.setenv("CLAB_HF_ROOTS", str(root))
+    for given in (str(outside), f"{root}/../elsewhere", "~/"):
+        with pytest.raises(ValueError, match=f"folder '{re.escape(given)}' is outside the folders this server allows"):
+            uploads.store_hf_folder(sid, given)
+    (root / "link").symlink_to(outside, target_is_directory=True)  # a symlink inside the root pointing out of it
+    with pytest.raises(ValueError, match="is outside the folders this server allows"):
+        uploads.store_hf_folder(sid, str(root / "link"))
+    (root / "mixed").mkdir()  # a folder inside whose weights file links out
+    (root / "mixed" / "config.json").write_bytes((outside / "config.json").read_bytes())
+    (root / "mixed" / "model.safetensors").symlink_to(outside / "model.safetensors")
+    with pytest.raises(ValueError, match="model.safetensors links to"):
+        uploads.store_hf_folder(sid, str(root / "mixed"))
+    assert session.own_models(sid) == {}
+    monkeypatch.setattr(uploads.sys, "argv", ["app.py", "--hf-root", str(tmp_path)])  # the server option
+    assert uploads.store_hf_folder(sid, str(root / "link")).startswith(f"upload:{sid}:")

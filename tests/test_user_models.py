@@ -169,3 +169,59 @@ def test_readme_worked_example_runs(tmp_path, monkeypatch, capsys):
     assert main(["evaluate", "--model", "digits-mlp", "--weights", "my_mlp.pt", *fast]) == 0
     second = json.loads(capsys.readouterr().out)
     assert first["baseline_accuracy"] == second["baseline_accuracy"] > 0.9  # the shipped weights, read back both ways
+
+
+def test_an_artifact_of_uploaded_weights_round_trips(tmp_path, mlp_state, capsys):
+    """Exported from uploaded weights, the file loads back (its architecture from the registry, its tensors from the
+    file) and evaluates: alone, with one line saying there is no baseline, or against the same --weights."""
+    import json
+
+    import compressor as cz
+    from compressor.cli import main
+    from compressor.models import weights_source
+
+    save_file(mlp_state, tmp_path / "mine.safetensors")
+    own = load_weights("digits-mlp", tmp_path / "mine.safetensors")
+    digest = user_models.file_sha256(tmp_path / "mine.safetensors")
+    assert cz.artifact.read_header(cz.encode(own.model).data)["source"] == weights_source("digits-mlp", digest)
+    (tmp_path / "int8.json").write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8}]}))
+    out = str(tmp_path / "mine.clab")
+    assert main(["export", "--model", "digits-mlp", "--weights", str(tmp_path / "mine.safetensors"),
+                 "--recipe", str(tmp_path / "int8.json"), "--out", out]) == 0
+    capsys.readouterr()
+    small = cz.compress(own.model, cz.Recipe.from_dict({"steps": [{"type": "quantize", "bits": 8}]}), own.data)
+    loaded = cz.load(out)  # no base: rebuilt from the file alone
+    X = own.data.test.X[:64]
+    with torch.no_grad():
+        assert torch.equal(loaded(X), small(X))
+
+    fast = ["--runs", "20", "--batch-size", "8"]
+    assert main(["evaluate", "--model", out, *fast]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith(f"note: no baseline comparison: {out} was made from uploaded weights for "
+                                           f"digits-mlp (SHA-256 {digest[:16]})")
+    assert "baseline" not in text.split("\n", 1)[1]  # no column pretends to be the uploaded model
+    assert main(["evaluate", "--model", out, "--json", *fast]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    expected = small.eval()(own.data.test.X).argmax(1).eq(own.data.test.y).float().mean().item()
+    assert alone["accuracy"] == pytest.approx(expected)
+    assert alone["baseline_accuracy"] is None and alone["compression_ratio"] is None and alone["speedup"] is None
+    assert alone["notes"][0].startswith("no baseline comparison")
+
+    assert main(["evaluate", "--model", out, "--weights", str(tmp_path / "mine.safetensors"), "--json", *fast]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    with torch.no_grad():
+        baseline = own.model(own.data.test.X).argmax(1).eq(own.data.test.y).float().mean().item()
+    assert compared["baseline_accuracy"] == pytest.approx(baseline)
+    assert compared["accuracy"] == pytest.approx(expected)
+
+    torch.manual_seed(99)
+    save_file(sample_models.build("digits-mlp").state_dict(), tmp_path / "other.safetensors")
+    assert main(["evaluate", "--model", out, "--weights", str(tmp_path / "other.safetensors"), *fast]) == 2
+    assert "are not the weights" in capsys.readouterr().err
+    assert main(["export", "--model", "digits-mlp", "--recipe", str(tmp_path / "int8.json"), "--out",
+                 str(tmp_path / "sample.clab")]) == 0
+    assert main(["evaluate", "--model", str(tmp_path / "sample.clab"), "--weights", str(tmp_path / "mine.safetensors"),
+                 *fast]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "leave --weights out" in err
