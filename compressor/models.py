@@ -1,7 +1,8 @@
 """Where models come from: shipped samples, their students, and user entry points (`file.py:factory`, `pkg.mod:factory`).
 
-A sample name ("digits-mlp") and a sample's student ("digits-mlp@width=0.4") resolve through the sample registry
-only: they never run code chosen by whoever wrote the name. An entry point imports and calls Python code, so
+A sample name ("digits-mlp"), a sample's student ("digits-mlp@width=0.4") and a sample's architecture holding a
+user's weights ("digits-mlp@weights=<SHA-256 prefix>": the architecture only, the weights are the user's) resolve
+through the sample registry only: they never run code chosen by whoever wrote the name. An entry point imports and calls Python code, so
 only the caller decides to run one (the CLI's --model, `make_student(source=...)`); a file's header never does
 (see `compressor.artifact.load`, which needs `allow_entry_points=True` for that).
 """
