@@ -118,8 +118,8 @@ def display_name(name: str) -> str:
 
 
 def file_label(name: str) -> str:
-    """The display name as a file-name part: "your-model-weights.safetensors" (letters, digits, . _ - only)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", display_name(name)).strip("-.") or "model"
+    """The display name as a file-name part: "your-model-weights-safetensors" (letters, digits, _ and - only)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", display_name(name)).strip("-") or "model"
 
 
 def widget_label(name: str) -> str:
