@@ -42,12 +42,18 @@ def make_student(teacher: nn.Module, width: float = 0.5, source: str | None = No
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             return build_model(source)
+    return build_student(student_of(teacher, width), seed)
+
+
+def student_of(teacher: nn.Module, width: float) -> str:
+    """The source tag of the built-in student of `teacher` at `width`: "digits-mlp@width=0.4" for the digits-mlp
+    sample, one of its students, or its architecture holding a user's weights; ValueError for any other teacher."""
     origin = source_of(teacher) or ""
     sample = origin.partition("@")[0]  # a sample, its student ("@width=") or its architecture with user weights ("@weights=")
     if sample not in SAMPLE_STUDENTS:
         raise ValueError(f"no built-in student for a model from {origin or 'an unknown source'!r} (built-in: "
                          f"{', '.join(SAMPLE_STUDENTS)}); pass source='path/file.py:factory' building the student")
-    return build_student(student_source(sample, check_width(width)), seed)
+    return student_source(sample, check_width(width))
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -74,6 +74,12 @@ def test_an_upload_is_offered_to_its_session_only_and_pages_work_on_it():
             python_code = alice.code[0].value
             assert 'load_weights("digits-mlp", "mine.safetensors")' in python_code
             assert "--weights mine.safetensors" in alice.code[1].value
+    for page in ("pages/5_Trade-offs.py", "pages/6_Export.py"):  # again, now with the Distillation page's students
+        alice.switch_page(page).run()
+        assert not alice.exception and alice_id not in rendered(alice), page
+    points = alice.session_state[session.POINTS]
+    assert any("student" in row["recipe"] for row in points.values())
+    assert not any(alice_id in row["recipe"] + row["label"] for row in points.values())  # what the CSV holds
 
     bob.run()
     assert not any(option.startswith("your model") for option in picker_options(bob))

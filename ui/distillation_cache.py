@@ -17,7 +17,7 @@ import streamlit as st
 from torch import nn
 
 import compressor as cz
-from compressor.distillation import parameter_count, student_source, teacher_logits
+from compressor.distillation import parameter_count, student_of, teacher_logits
 from compressor.figures.distillation import training_json
 from compressor.training import History, Progress, StopCheck
 from ui import training
@@ -45,14 +45,16 @@ class Settings:
 
 
 def point_json(name: str, settings: Settings, training_kind: str) -> str:
-    """What a student is, as JSON, for its Trade-offs point and its run: its source and how it was trained.
+    """What a student is, as JSON, for its Trade-offs point and its run: its source and how it was trained. The
+    source is the student's architecture ("digits-mlp@width=0.4"), never the teacher's name: an own model's holds
+    the session id, and this JSON is shown (Trade-offs, its CSV).
 
     training_kind: "distill" (soft targets at T, weight α) or "scratch" (hard labels only, no T and α).
     """
     how = {"epochs": settings.epochs, "lr": settings.lr, "batch_size": settings.batch_size, "seed": settings.seed}
     if training_kind == "distill":
         how = {"temperature": settings.temperature, "alpha": settings.alpha, **how}
-    return training_json(student_source(name, settings.width), training_kind, how)
+    return training_json(student_of(sample(name).model, settings.width), training_kind, how)
 
 
 def jobs(name: str, settings: Settings) -> dict[str, training.Job]:
