@@ -331,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--recipe", required=name == "export", help="recipe JSON file")
         cmd.add_argument("--input-shape", help="random inputs for a model without data, batch first: 8,3,32,32")
         cmd.add_argument("--weights", help="your weights for --model digits-mlp or digits-cnn: .safetensors, or a "
-                                           "state-dict .pt (read with weights_only=True); checked name by name")
+                                           "state-dict .pt (read with weights_only=True); checked name by name. With "
+                                           "--model FILE.clab exported from your weights: the same file, to compare "
+                                           "with (without it the artifact is measured alone)")
         cmd.add_argument("--allow-code", action="store_true",
                          help="let an artifact whose header names an entry point (pkg.mod:factory) run it; "
                               "only for files you trust")
