@@ -23,50 +23,49 @@ def file_stem(model_name: str, artifact: Artifact) -> str:
 def load_back(model_name: str, stem: str) -> tuple[str, str]:
     """The Export page's "Load it back" snippets (Python, shell) for the files named `stem`: a sample by its name; an
     own model as the user brought it (their file names, never the session id), with that as the baseline."""
-    if not model_name.startswith(OWN_PREFIX):
-        loader, model_args = ("", f"sample = cz.load_sample({json.dumps(model_name)})"), f"--model {shlex.quote(model_name)}"
-        python = (f'model = cz.load("{stem}.clab")  # an nn.Module in eval mode, rebuilt from the file alone\n'
-                  f"{loader[1]}\nreport = cz.evaluate(model, sample.data, baseline=sample.model)")
-        measure = (f"# measure the file: accuracy, size, latency against the uncompressed {model_name}\n"
-                   f"python -m compressor evaluate --model {stem}.clab")
-    else:
-        loader, model_args = _own_loader(uploads.brought(model_name))
-        python = (f"sample = {loader[1]}  # your model as you brought it: the baseline\n"
-                  f'model = cz.load("{stem}.clab", base=sample.model)  # the compressed file, rebuilt into its architecture\n'
-                  "report = cz.evaluate(model, sample.data, baseline=sample.model)")
-        measure = _own_measure(uploads.brought(model_name), stem)
-    imports = "\n".join(line for line in ("import compressor as cz", loader[0]) if line)
-    python = f'{imports}\n\n{python}\nprint(f"{{report.accuracy:.1%}}, {{report.compressed_bytes:,}} bytes")'
-    shell = (f"{measure}\n\n# or rebuild the same file from the recipe\n"
-             f"python -m compressor export {model_args} --recipe {stem}.recipe.json --out {stem}.clab\n\n"
-             "# the ONNX graph for ONNX Runtime (int8 / int4 kernels where the weights allow)\n"
-             f"python -m compressor export {model_args} --recipe {stem}.recipe.json --out {stem}.onnx --format onnx")
-    return python, shell
+    if model_name.startswith(OWN_PREFIX):
+        return _own_load_back(uploads.brought(model_name), stem)
+    python = ("import compressor as cz\n\n"
+              f'model = cz.load("{stem}.clab")  # an nn.Module in eval mode, rebuilt from the file alone\n'
+              f"sample = cz.load_sample({json.dumps(model_name)})\n"
+              f"report = cz.evaluate(model, sample.data, baseline=sample.model)\n{_PRINT}")
+    measure = (f"# measure the file: accuracy, size, latency against the uncompressed {model_name}\n"
+               f"python -m compressor evaluate --model {stem}.clab")
+    return python, _shell(measure, f"--model {shlex.quote(model_name)}", stem)
 
 
-def _own_loader(meta: dict[str, Any]) -> tuple[tuple[str, str], str]:
-    """((import line, call), CLI model arguments) that load an own model as the user brought it."""
+_PRINT = 'print(f"{report.accuracy:.1%}, {report.compressed_bytes:,} bytes")'
+
+
+def _shell(measure: str, model_args: str, stem: str) -> str:
+    return (f"{measure}\n\n# rebuild the same file from the recipe\n"
+            f"python -m compressor export {model_args} --recipe {stem}.recipe.json --out {stem}.clab\n\n"
+            "# the ONNX graph for ONNX Runtime (int8 / int4 kernels where the weights allow)\n"
+            f"python -m compressor export {model_args} --recipe {stem}.recipe.json --out {stem}.onnx --format onnx")
+
+
+def _own_load_back(meta: dict[str, Any], stem: str) -> tuple[str, str]:
+    """Snippets for an own model: loaded as the user brought it (the baseline), the file rebuilt into it."""
     if meta["kind"] == "weights":
         weights = meta.get("shown") or meta["file"]
-        call = f"load_weights({json.dumps(meta['architecture'])}, {json.dumps(weights)})"
-        args = f"--model {shlex.quote(meta['architecture'])} --weights {shlex.quote(weights)}"
-    elif meta["kind"] == "hf":
-        call, args = f"load_hf_folder({json.dumps(meta['path'])})", f"--model {shlex.quote(meta['path'])}"
+        loader = f"load_weights({json.dumps(meta['architecture'])}, {json.dumps(weights)})"
+        model_args = f"--model {shlex.quote(meta['architecture'])} --weights {shlex.quote(weights)}"
+        measure = (f"# measure the file against your weights ({meta['architecture']} architecture, its sample data);\n"
+                   "# without --weights it is measured alone (your weights are not in the file)\n"
+                   f"python -m compressor evaluate --model {stem}.clab --weights {shlex.quote(weights)}")
     else:
-        call = f'load_entry_model({json.dumps(meta["spec"])}, "your_data.npz", allow_code=True)'
-        args = f"--model {shlex.quote(meta['spec'])} --data your_data.npz --allow-code"
-    return (f"from compressor.user_models import {call.partition('(')[0]}", call), args
-
-
-def _own_measure(meta: dict[str, Any], stem: str) -> str:
-    """How to measure the exported file of an own model from the command line."""
-    if meta["kind"] == "weights":
-        weights = shlex.quote(meta.get("shown") or meta["file"])
-        return (f"# measure the file against your weights ({meta['architecture']} architecture, its sample data);\n"
-                f"# without --weights it is measured alone (your weights are not in the file)\n"
-                f"python -m compressor evaluate --model {stem}.clab --weights {weights}")
-    return ("# the file holds the compressed tensors; its architecture is your model's, so it is rebuilt from\n"
-            "# your model (Python, above): `evaluate --model FILE.clab` alone cannot rebuild it")
+        if meta["kind"] == "hf":
+            loader, model_args = f"load_hf_folder({json.dumps(meta['path'])})", f"--model {shlex.quote(meta['path'])}"
+        else:
+            loader = f'load_entry_model({json.dumps(meta["spec"])}, "your_data.npz", allow_code=True)'
+            model_args = f"--model {shlex.quote(meta['spec'])} --data your_data.npz --allow-code"
+        measure = ("# the file holds the compressed tensors, not your architecture: load it into your model in\n"
+                   "# Python (above); `evaluate --model FILE.clab` alone cannot rebuild it")
+    python = (f"import compressor as cz\nfrom compressor.user_models import {loader.partition('(')[0]}\n\n"
+              f"sample = {loader}  # your model as you brought it: the baseline\n"
+              f'model = cz.load("{stem}.clab", base=sample.model)  # the compressed file, rebuilt into its architecture\n'
+              f"report = cz.evaluate(model, sample.data, baseline=sample.model)\n{_PRINT}")
+    return python, _shell(measure, model_args, stem)
 
 
 def report_csv(report: Report) -> str:

@@ -169,11 +169,11 @@ def form() -> None:
         if not roots:
             st.info(f"Off on this server: it reads model folders only under folders its owner allowed "
                     f"({user_models.HF_ROOTS_ENV}=/path/to/models streamlit run app.py).", icon="🔒")
-            return
-        folder = st.text_input("Folder (config.json + model.safetensors, a BERT encoder)", key="own_hf",
-                               help="Allowed: folders under " + ", ".join(str(root) for root in roots))
-        if folder and st.button("Load the folder", key="own_hf_go"):
-            _use(store_hf_folder, folder)
+        else:
+            folder = st.text_input("Folder (config.json + model.safetensors, a BERT encoder)", key="own_hf",
+                                   help="Allowed: folders under " + ", ".join(str(root) for root in roots))
+            if folder and st.button("Load the folder", key="own_hf_go"):
+                _use(store_hf_folder, folder)
     else:
         spec = st.text_input("Entry point (path/to/file.py:factory)", key="own_spec")
         upload = st.file_uploader(f"Evaluation data (.npz with X, optionally y; {limit})", type=["npz"], key="own_npz")
