@@ -89,3 +89,15 @@ def test_stale_heartbeats_of_sessions_without_uploads_are_removed(tmp_path):
     clock.advance(GRACE_S + 1)
     janitor.run_once()
     assert not janitor.heartbeat("D" * 22).exists() and janitor.tabs() == {}
+
+
+def test_the_hook_hears_of_a_session_before_its_uploads_go(tmp_path):
+    clock, heard = Clock(), []
+    janitor = Janitor(tmp_path, lambda tab: tab == "here", clock,
+                      on_gone=lambda sid: heard.append((sid, (tmp_path / "uploads" / sid).exists())))
+    upload(tmp_path, "E" * 22)
+    upload(tmp_path, "F" * 22)
+    janitor.attach("here", "F" * 22)
+    clock.advance(GRACE_S + 1)
+    janitor.run_once()
+    assert heard == [("E" * 22, True)]  # called while the files are still there, for the gone session only

@@ -236,3 +236,22 @@ def test_the_export_snippets_of_uploaded_weights_run(tmp_path, monkeypatch, caps
         fast = ["--runs", "20", "--batch-size", "8", "--json"] if command[0] == "evaluate" else []
         assert main(command + fast) == 0, command
     assert (tmp_path / f"{stem}.clab").read_bytes() == artifact.data  # rebuilt from the recipe: the same file
+
+
+def test_cached_copies_go_with_the_files(monkeypatch):
+    """ui/cache.py keeps a loaded own model in memory; the janitor's sweep drops it with the files."""
+    from ui import cache, janitor
+
+    sid = "H" * 22
+    name = uploads.store_weights(sid, "digits-mlp", "w.safetensors", weights_bytes(6))
+    loads = []
+    real = uploads.load_own
+    monkeypatch.setattr(uploads, "load_own", lambda n: loads.append(n) or real(n))
+    cache._own(name), cache._own(name)
+    assert loads == [name]  # cached
+    later = time.time() + janitor.GRACE_S + 60
+    assert sid in janitor.Janitor(session.session_dir(), lambda tab: False, lambda: later,
+                                  on_gone=janitor._run_hooks).run_once()  # the process janitor's hooks
+    with pytest.raises(ValueError, match="is gone"):
+        cache._own(name)  # not served from memory: loaded again, and the files are gone
+    assert loads == [name, name]

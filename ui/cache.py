@@ -10,8 +10,8 @@ import compressor as cz
 from compressor.deploy import deploy, export_graph, report_from_dict, with_deployment
 from compressor import fidelity
 from compressor.pipeline import RecipeLike, as_recipe
-from ui import disk_cache, uploads
-from ui.session import OWN_PREFIX
+from ui import disk_cache, janitor, uploads
+from ui.session import OWN_PREFIX, own_models
 
 
 def recipe_key(recipe: RecipeLike) -> str:
@@ -37,6 +37,15 @@ def _sample(name: str) -> cz.Sample:
 @st.cache_resource(max_entries=16, ttl=3600, show_spinner="Loading your model…")  # bounded: sessions come and go
 def _own(name: str) -> cz.Sample:
     return uploads.load_own(name)
+
+
+def _forget_own(session_id: str) -> None:
+    """Drop the cached copies of a session's own models when the janitor deletes their files (ui/janitor.py)."""
+    for name in own_models(session_id):
+        _own.clear(name)
+
+
+janitor.on_gone(_forget_own)
 
 
 def is_embedding(name: str) -> bool:

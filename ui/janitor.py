@@ -16,6 +16,8 @@ A process never deletes an upload of a session alive on another process: that on
 `BEAT_S`, well inside `GRACE_S`. What the thread keeps per tab (two strings and a time) is dropped once the tab has
 been gone for `GRACE_S`.
 
+Cached copies of a session's own models go with the files (`on_gone`, registered by ui/cache.py).
+
 `Janitor` itself is plain Python with an injectable clock and liveness test (tests drive it); `watch` attaches the
 running Streamlit session to the process's janitor and starts its thread on a real server only.
 """
@@ -39,11 +41,12 @@ class Janitor:
     """Heartbeats for the sessions this process's tabs carry, and the sweep that deletes the uploads of the others."""
 
     def __init__(self, root: Path, is_active: Callable[[str], bool], clock: Callable[[], float] = time.time,
-                 grace_s: float | None = None) -> None:
+                 grace_s: float | None = None, on_gone: Callable[[str], None] | None = None) -> None:
         self.root = root  # the session folder: uploads/<id>/ and heartbeats/<id> inside it
         self.is_active = is_active  # Streamlit session id -> is its tab connected now?
         self.clock = clock
         self.grace_s = GRACE_S if grace_s is None else grace_s
+        self.on_gone = on_gone  # called with a session id just before its uploads are deleted
         self._tabs: dict[str, tuple[str, float]] = {}  # Streamlit session id -> (our session id, last seen connected)
         self._lock = threading.Lock()
 
@@ -79,6 +82,8 @@ class Janitor:
         for folder in _children(self.root / "uploads"):
             beat = self.heartbeat(folder.name)
             if max(_mtime(beat), _mtime(folder)) < cutoff:
+                if self.on_gone is not None:
+                    self.on_gone(folder.name)
                 shutil.rmtree(folder, ignore_errors=True)
                 gone.append(folder.name)
         for beat in _children(self.root / "heartbeats"):
@@ -122,6 +127,19 @@ def _mtime(path: Path) -> float:
 
 _janitor: Janitor | None = None
 _start_lock = threading.Lock()
+_hooks: list[Callable[[str], None]] = []
+
+
+def on_gone(hook: Callable[[str], None]) -> None:
+    """Call hook(session id) just before the process's janitor deletes that session's uploads, e.g. to drop cached
+    copies of its models (ui/cache.py)."""
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def _run_hooks(session_id: str) -> None:
+    for hook in _hooks:
+        hook(session_id)
 
 
 def watch(session_id: str, root: Path) -> None:
@@ -141,7 +159,7 @@ def _process_janitor(root: Path, is_active: Callable[[str], bool]) -> Janitor:
     global _janitor
     with _start_lock:
         if _janitor is None:
-            _janitor = Janitor(root, is_active)
+            _janitor = Janitor(root, is_active, on_gone=_run_hooks)
             threading.Thread(target=_loop, args=(_janitor,), name="clab-upload-janitor", daemon=True).start()
         return _janitor
 
