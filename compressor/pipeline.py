@@ -43,7 +43,7 @@ def _training_data(data: DataSplits | None, why: str) -> DataSplits:
 def _apply_prune(model: nn.Module, step: Prune, data: DataSplits | None) -> nn.Module:
     if step.criterion == "taylor" and data is not None and data.kind == "embedding":
         raise ValueError("criterion='taylor' needs a classification loss, but this model outputs embeddings; "
-                         "use criterion 'magnitude' or 'random'")
+                         "use criterion 'activation', 'magnitude' or 'random'")
     if step.schedule == "agp" and data is not None and data.kind == "embedding":
         raise ValueError("schedule='agp' fine-tunes on a classification loss, but this model outputs embeddings; "
                          "prune in one shot, then add a finetune step (it distils the uncompressed embeddings)")

@@ -29,6 +29,7 @@ from compressor.validation import check_choice, check_fraction, check_int
 MAX_AMOUNT = 0.99  # keep some weights: an all-zero layer outputs a constant (global scope, like torch, can still)
 SCOPES = ("layer", "global")
 OVERRIDE_KEYS = ("amount", "criterion")
+ACTIVATION_BATCH = 64  # calibration inputs per forward pass while recording layer inputs (activation criterion)
 TAYLOR_BATCH = 8  # examples per Taylor mini-batch; see TaylorImportance for why (32 batches of 256 calibration examples)
 
 
@@ -73,6 +74,70 @@ class TaylorImportance:
         return taylor_scores(model, weights, self.data, self.batch_size)
 
 
+class ActivationImportance:
+    """|w_ij| · ‖x_j‖₂: a weight matters as much as the input it multiplies (Wanda; Sun et al., 2023).
+
+    ‖x_j‖₂ is the norm of input feature j of the layer over the calibration inputs (every row of a Linear's
+    input, every position of a convolution's channel), recorded by one forward pass with hooks. No labels or
+    loss are needed, so it serves embedding models too. Structured pruning ranks a channel by the columns of
+    the layers that read it (`reads_channels`): ‖x_c‖₂ · ‖W_next[:, c]‖₂ is then how much the channel adds to
+    the next layer's output. Measured on minilm-l6 (README, minilm): removing 5% of each FFN's hidden units
+    keeps mean cosine 0.987 to the uncompressed embeddings, where magnitude (row norm) keeps 0.967.
+    """
+
+    reads_channels = True  # structured: score a channel by its readers' columns, not its producer's rows
+
+    def __init__(self, data: Split | None, batch_size: int = ACTIVATION_BATCH) -> None:
+        if data is None:
+            raise ValueError("criterion='activation' needs data (a compressor.data.Split of inputs); got none")
+        if not isinstance(data, Split) or len(data) == 0:
+            raise ValueError("criterion='activation' needs a non-empty compressor.data.Split of inputs")
+        self.data = data
+        self.batch_size = check_int("batch_size", batch_size, 1)
+
+    def scores(self, model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+        norms = input_norms(model, layers, self.data.X, self.batch_size)
+        return {name: layer.weight.detach().abs() * _per_weight(layer, norms[name]) for name, layer in layers.items()}
+
+
+def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], X: torch.Tensor,
+                batch_size: int = ACTIVATION_BATCH) -> dict[str, torch.Tensor]:
+    """‖x_j‖₂ of every input feature j of each layer over the inputs X (Linear: (in,); Conv: (in channels,))."""
+    squares: dict[str, torch.Tensor] = {}
+
+    def record(name: str, layer: nn.Module, x: torch.Tensor) -> None:
+        x = x.detach().float()
+        x = x.movedim(1, -1) if layer.weight.dim() > 2 else x  # convolutions: channels last
+        total = x.reshape(-1, x.shape[-1]).square().sum(dim=0)  # (in,)
+        squares[name] = squares[name] + total if name in squares else total
+
+    hooks = [layer.register_forward_pre_hook(lambda m, args, name=name: record(name, m, args[0]))
+             for name, layer in layers.items()]
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(X), batch_size):
+                model(X[start : start + batch_size])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: squares[name].sqrt() if name in squares else torch.zeros(_fan_in(layer)) for name, layer in layers.items()}
+
+
+def _fan_in(layer: nn.Module) -> int:
+    return layer.weight.shape[1] * getattr(layer, "groups", 1)
+
+
+def _per_weight(layer: nn.Module, norms: torch.Tensor) -> torch.Tensor:
+    """Input norms (in,) broadcast to the weight's shape; a grouped conv's weight reads its own group's channels."""
+    weight = layer.weight
+    if weight.dim() == 2:
+        return norms[None, :]  # (1, in)
+    groups = getattr(layer, "groups", 1)
+    out, per_group = weight.shape[0], weight.shape[1]
+    by_group = norms.view(groups, 1, per_group).expand(groups, out // groups, per_group)  # (G, out/G, in/G)
+    return by_group.reshape(out, per_group).view(out, per_group, *([1] * (weight.dim() - 2)))
+
+
 class RandomImportance:
     """Uniform random scores from a seeded generator: the baseline any real criterion must beat."""
 
@@ -88,6 +153,7 @@ CRITERIA: dict[str, Callable[[Split | None, int], Importance]] = {  # name -> fa
     "magnitude": lambda data, seed: MagnitudeImportance(),
     "taylor": lambda data, seed: TaylorImportance(data),
     "random": lambda data, seed: RandomImportance(seed),
+    "activation": lambda data, seed: ActivationImportance(data),
 }
 
 

@@ -340,7 +340,8 @@ class Prune(Step):
                             low=0.0, high=MAX_AMOUNT)  # 0 to 0.99: an all-zero layer outputs a constant
     criterion: str = setting("magnitude", "How a weight's importance is scored; the lowest scores are pruned.",
                              choices=tuple(CRITERIA), labels=(("magnitude", "magnitude |w|"),
-                                                              ("taylor", "Taylor (w·∂L/∂w)²")))
+                                                              ("taylor", "Taylor (w·∂L/∂w)²"),
+                                                              ("activation", "activation |w|·‖x‖ (Wanda)")))
     scope: str = setting("layer", "Per layer: every layer loses the amount. Global: one ranking over all layers.",
                          choices=SCOPES, labels=(("layer", "per layer"), ("global", "global")))
     structured: bool = setting(False, "Remove whole output neurons / channels: the layers really shrink.")

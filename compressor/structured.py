@@ -9,7 +9,10 @@ criteria and ranking as unstructured pruning (`pruning.py`):
     score(c) = ‖ s[c] ‖_p   over the rows that produce channel c in every coupled layer,
 
 where s are per-weight scores (|w| for magnitude, (w · ∂L/∂w)² averaged over mini-batches for Taylor, random
-for the baseline), so magnitude ranks channels by the L1 or L2 norm of their filters.
+for the baseline), so magnitude ranks channels by the L1 or L2 norm of their filters. The activation criterion
+(|w_ij| · ‖x_j‖, Wanda) scores what a channel feeds forward instead: the columns that read it,
+
+    score(c) = ‖ s[:, c] ‖_p  over every (ungrouped) layer reading channel c  = ‖x_c‖ · ‖W_next[:, c]‖_p.
 """
 from __future__ import annotations
 
@@ -91,9 +94,11 @@ def prune_channels(
     new.requires_grad_(True)  # tp follows the autograd graph of one forward pass
     graph = tp.DependencyGraph().build_dependency(new, example_inputs=example_input)
     groups = _choose(coupled_groups(graph, eligible), selected, explicit=layers is not None)
-    scores = importance.scores(new, {n: eligible[n] for g in groups for n in g.producers})  # shaped like each weight
+    readers = getattr(importance, "reads_channels", False)  # score channels by the columns that read them
+    scored = {n for g in groups for n in (*g.producers, *(g.consumers if readers else ())) if n in eligible}
+    scores = importance.scores(new, {n: eligible[n] for n in scored})  # shaped like each weight
     names = {module: name for name, module in eligible.items()}
-    position_scores = [_position_scores(g, scores, names, norm) for g in groups]
+    position_scores = [_position_scores(g, scores, names, norm, graph if readers else None) for g in groups]
     first = [next(n for n in selected if n in g.producers) for g in groups]  # a group follows its first layer
     overridden = {n for n in selected if any(fnmatchcase(n, p) for p in overrides or {})}
     relative = {  # global scope: each score relative to its layer's mean, so layers of any scale compare
@@ -170,11 +175,22 @@ def _why_not(g: ChannelGroup, selected: Mapping[str, nn.Module], attention_layer
 
 
 def _position_scores(
-    g: ChannelGroup, scores: Mapping[str, torch.Tensor], names: Mapping[nn.Module, str], norm: int
+    g: ChannelGroup, scores: Mapping[str, torch.Tensor], names: Mapping[nn.Module, str], norm: int,
+    readers: tp.DependencyGraph | None = None,
 ) -> torch.Tensor:
-    """One score per prunable position: the p-norm of the per-weight scores of every row that produces it."""
+    """One score per prunable position: the p-norm of the per-weight scores of every row that produces it, or
+    (`readers`, the graph: criteria that score what a channel feeds forward) of every column that reads it."""
     total = torch.zeros(len(g.group[0].idxs))  # (C,) in the root layer's channel order
-    for item in g.group:
+    if readers is not None:
+        for item in g.group:
+            module, name = item.dep.target.module, names.get(item.dep.target.module)
+            if name in scores and readers.is_in_channel_pruning_fn(item.dep.handler) and \
+                    getattr(module, "groups", 1) == 1 and None not in item.root_idxs:
+                columns = scores[name].transpose(0, 1)[item.idxs].flatten(1)  # (C, fan_out · kernel)
+                total.index_add_(0, torch.tensor(item.root_idxs), columns.pow(norm).sum(dim=1))
+        if total.any():
+            return total.view(g.blocks, g.positions).sum(dim=0).pow(1 / norm)  # (positions,)
+    for item in g.group:  # producers' rows (readers: only when no plain layer reads the channels)
         name = names.get(item.dep.target.module)
         if name in g.producers and None not in item.root_idxs:
             rows = scores[name][item.idxs].flatten(1)  # (C, fan_in · kernel)

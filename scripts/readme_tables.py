@@ -125,9 +125,58 @@ def latency() -> str:
         f"`benchmarks/results/bench_latency_before_fix.json`).")
 
 
+MINILM_LABELS = {  # bench_deploy's variant labels -> how the README names them
+    "eager fp32": "eager PyTorch fp32", "int8 per tensor": "int8 dynamic, per tensor",
+    "int8 per channel": "int8 dynamic, per channel",
+    "int8 per channel, FFN outputs fp32": "int8 per channel, six FFN output projections fp32",
+    "int4 weight-only": "int4 `MatMulNBits` (blocks of 32)",
+}
+
+
+def minilm_deploy() -> str:
+    """minilm-l6 on ONNX Runtime: every variant at batch 32 and 1, its deployed fidelity, and the issue's targets."""
+    r = load_results("bench_deploy")
+    m = r["samples"]["minilm-l6"]
+    b32, b1 = m["latency_by_batch"]["32"], m["latency_by_batch"]["1"]
+    load = r["machine"]["load_average_before"][0], r["machine"]["load_average_after"][0]
+    intro = prose(
+        f"**minilm-l6 deployed** (`python benchmarks/bench_deploy.py --samples minilm-l6`; batch 32 of the first held-out "
+        f"sentences cut to their longest, {b32['sequence_length']} tokens; {m['runs']} runs per model, "
+        f"interleaved, one thread, load average {min(load):.1f}–{max(load):.1f}, so milliseconds are upper bounds and "
+        "ratios are what counts; fidelity of the deployed model on the 125 held-out sentences against the uncompressed "
+        "embeddings, `benchmarks/results/bench_deploy.json`; recipes in its `recipes`):")
+    lines = []
+    for label, row in m["models"].items():
+        t32, t1 = b32[label], b1[label]
+        cosine = "1 / 1" if label == "eager fp32" else \
+            f"{row['deployed_mean_cosine']:.4f} / {row['deployed_worst_cosine']:.3f}"
+        size = "—" if row["onnx_bytes"] is None else f"{row['onnx_bytes'] / 1e6:.1f}"
+        lines.append([MINILM_LABELS.get(label, label.removeprefix("combined: ")), f"{t32['latency_ms']:.1f}",
+                      f"{t32['speedup_vs_eager']:.2f}", f"{t32['speedup_vs_ort_fp32']:.2f}", f"{t1['latency_ms']:.1f}",
+                      cosine, f"{row['deployed_neighbour_agreement']:.3f}", pct(100 * row["deployed_topic_accuracy"]),
+                      size])
+    table = rows(["minilm-l6", "batch 32, ms", "× eager", "× ORT fp32", f"batch 1 ({b1['sequence_length']} tokens), ms",
+                  "mean / worst cosine", "top-5 agreement", "topic accuracy", ".onnx MB"], lines)
+    return intro + "\n" + table + "\n" + prose(_targets_sentence(m["targets"]))
+
+
+def _targets_sentence(targets: dict) -> str:
+    def one(goal: str, best: dict) -> str:
+        verdict = "**met**" if best["pass"] else "**not met**"
+        return (f"{goal} — {verdict} ({best['variant'].removeprefix('combined: ')}: {best['speedup_vs_eager']:.2f}× "
+                f"eager, {best['deployed_latency_ms']:.1f} against {best['eager_fp32_latency_ms']:.1f} ms, mean cosine "
+                f"{best['deployed_mean_cosine']:.4f}, worst {best['deployed_worst_cosine']:.3f})")
+    int8, combined = targets["int8_alone"]["best"], targets["combined"]["best"]
+    goal = "{} ≥ {:g}× eager at mean cosine ≥ {:g}"
+    return (f"Targets (in the JSON as `targets`, batch 32): "
+            f"{one(goal.format('int8 alone', int8['min_speedup_vs_eager'], int8['min_mean_cosine']), int8)}; "
+            f"{one(goal.format('a combined recipe', combined['min_speedup_vs_eager'], combined['min_mean_cosine']), combined)}.")
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "deep-compression": deep_compression, "sparsity-90": sparsity_90, "two-bit": two_bit,
     "distillation": distillation, "one-shot": one_shot, "criteria": criteria, "latency": latency,
+    "minilm-deploy": minilm_deploy,
 }
 
 

@@ -2,7 +2,10 @@
 and reports carry the deployed measurement. ONNX Runtime is the independent reference for the export."""
 from __future__ import annotations
 
+import copy
+import importlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -13,13 +16,14 @@ import torch
 import compressor as cz
 from compressor.data import DataSplits, Split
 from compressor.deploy import (
-    Deployment, KernelPlan, deploy, deployed_graph, evaluate_deployed, outputs, plan_kernels, session, time_sessions,
+    BASELINES, BaselineCache, Deployment, KernelPlan, baseline_key, deploy, deployed_graph, evaluate_deployed, outputs, plan_kernels, session, time_sessions,
 )
 from compressor.latency import LatencyConfig
 from compressor.onnx_export import gemm_to_matmul, layer_nodes, op_types, scope_of, to_onnx
 from compressor.sparse_kernel import SparseTiming, _first_lasting_win, linear_sparsity, to_csr
 from tests import models
 
+deploy_module = importlib.import_module("compressor.deploy")  # the module (compressor.deploy is also a function)
 FAST = LatencyConfig(batch_size=8, threads=1, warmup=1, runs=20)
 # ONNX Runtime and PyTorch sum in different orders: 1e-4 on logits of size ~1–10
 ATOL, RTOL = 1e-4, 1e-4
@@ -271,6 +275,39 @@ def test_unlabelled_data_scores_agreement_with_the_deployed_baseline():
     model, data = _data("transformer")
     deployment, _ = deploy(model, data, model, FAST)
     assert deployment.deployed_accuracy == 1.0 and deployment.baseline_accuracy == 1.0
+
+
+def test_the_fp32_baseline_is_built_once_for_every_configuration(monkeypatch):
+    """A second configuration exports only its own graph: the baseline's export, session and scores are reused
+    (the app deploys every new configuration of minilm-l6 against the same baseline); it is still timed."""
+    model, data = _data("digits-mlp")
+    exported = []
+    real = deploy_module.to_onnx
+    monkeypatch.setattr(deploy_module, "to_onnx", lambda m, *a, **k: exported.append(m) or real(m, *a, **k))
+    BASELINES.clear()
+    configs = [[cz.Quantize(bits=8, scheme="symmetric", granularity="channel")], [cz.Prune(amount=0.5, structured=True)]]
+    first, second = (deploy(cz.compress(model, steps, data), data, model, FAST)[0] for steps in configs)
+    assert sum(m is model for m in exported) == 1 and len(exported) == 3  # the baseline once, each model once
+    assert first.baseline_bytes == second.baseline_bytes
+    assert first.baseline_accuracy == second.baseline_accuracy == pytest.approx(evaluate_deployed(
+        model, data, latency=FAST).deployment.deployed_accuracy)  # the fp32 graph scored as itself
+    before = len(exported)
+    deploy(cz.compress(model, configs[0], data), data, model, replace(FAST, threads=2))
+    assert sum(m is model for m in exported[before:]) == 1  # another thread count is another session
+
+
+def test_baseline_identity_is_canonical_and_the_cache_is_bounded():
+    model, data = _data("digits-mlp")
+    twin = copy.deepcopy(model)
+    assert baseline_key(model, data, FAST) == baseline_key(twin, data, replace(FAST, runs=50))  # equal models, one key
+    with torch.no_grad():
+        twin.fc1.weight[0, 0] += 1
+    assert baseline_key(model, data, FAST) != baseline_key(twin, data, FAST)
+    cache = BaselineCache(size=1)
+    first = cache.get(model, data, FAST)
+    assert cache.get(copy.deepcopy(model), data, FAST) is first
+    cache.get(twin, data, FAST)
+    assert len(cache) == 1 and cache.get(model, data, FAST) is not first  # the oldest went
 
 
 # ---------------------------------------------------------------- sparse kernels

@@ -192,12 +192,26 @@ def test_sparsity_and_masks_helpers():
         ({"amount": 0.5, "criterion": "taylor"}, "criterion='taylor' needs data"),
         ({"amount": 0.5, "criterion": "taylor", "data": torch.randn(4, 16)}, "data must be a compressor.data.Split"),
         ({"amount": 0.5, "criterion": "taylor", "data": Split(torch.zeros(0, 16))}, "at least one example"),
+        ({"amount": 0.5, "criterion": "activation"}, "criterion='activation' needs data"),
+        ({"amount": 0.5, "criterion": "activation", "data": Split(torch.zeros(0, 16))}, "non-empty"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError) as error:
         prune(mlp(), **kwargs)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("amount", [0.3, 0.7])
+def test_activation_criterion_equals_torch_l1_on_wanda_scores(amount):
+    """|w_ij| · ‖x_j‖ with x each layer's input over the data (Wanda), masked as torch masks importance scores."""
+    model, X = mlp(), torch.randn(50, 16, generator=torch.Generator().manual_seed(3))
+    pruned = prune(model, amount, criterion="activation", data=Split(X))
+    inputs = {"0": X, "2": torch.relu(model[0](X)), "4": torch.relu(model[2](torch.relu(model[0](X))))}
+    for name, layer in eligible_layers(copy.deepcopy(model)).items():
+        wanda = layer.weight.detach().abs() * inputs[name].detach().norm(dim=0)
+        torch_prune.l1_unstructured(layer, "weight", amount=amount, importance_scores=wanda)
+        assert torch.equal(eligible_layers(pruned)[name].weight, layer.weight), name
 
 
 def test_pruned_models_still_run(residual_cnn, cnn_input, tiny_transformer, seq_input):

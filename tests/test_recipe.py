@@ -265,7 +265,7 @@ def test_the_readme_recipe_table_is_the_step_specs():
 def test_specs_give_the_pages_their_vocabulary():
     spec = Prune.spec("amount")
     assert (spec.default, spec.low, spec.high) == (0.5, 0.0, 0.99)
-    assert Prune.spec("criterion").choices == ("magnitude", "taylor", "random")
+    assert Prune.spec("criterion").choices == ("magnitude", "taylor", "random", "activation")
     assert Prune.spec("scope").label("layer") == "per layer"
     assert Quantize.spec("bits").allowed() == "1 to 8"
     assert Finetune.spec("lr").allowed() == "above 0 up to 1"

@@ -147,6 +147,31 @@ def test_taylor_and_random_criteria():
         prune_channels(model, 0.5, x, criterion="taylor")
 
 
+def test_activation_criterion_keeps_the_channels_that_feed_forward_most():
+    """Structured, the activation criterion ranks hidden unit c by ‖h_c‖ · ‖W_next[:, c]‖ (its readers' columns)."""
+    model, X = mlp(), torch.randn(40, 12, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        model[2].weight[:, :5] *= 10  # five units whose rows are ordinary but whose readers weigh them heavily
+    pruned = prune_channels(model, 0.5, X[:1], criterion="activation", data=Split(X), layers=["0"])
+    hidden = torch.relu(model[0](X)).detach()  # (40, 20) what layer "2" reads
+    score = hidden.norm(dim=0) * model[2].weight.detach().norm(dim=0)  # (20,)
+    top = torch.topk(score, 10).indices.sort().values
+    assert torch.equal(pruned[2].weight, model[2].weight[:, top])
+    assert set(range(5)) <= set(top.tolist())
+    with pytest.raises(ValueError, match="criterion='activation' needs data"):
+        prune_channels(model, 0.5, X[:1], criterion="activation")
+
+
+def test_activation_criterion_on_convolutions_reads_channel_norms():
+    model, x = digits_cnn(), DIGITS
+    pruned = prune_channels(model, 0.5, x[:1], criterion="activation", data=Split(x), layers=["conv1"])
+    seen = torch.relu(model.bn1(model.conv1(x)))
+    seen = torch.max_pool2d(seen, 2).detach()  # (5, 8, 4, 4) what conv2 reads
+    score = seen.transpose(0, 1).flatten(1).norm(dim=1) * model.conv2.weight.detach().transpose(0, 1).flatten(1).norm(dim=1)
+    top = torch.topk(score, 4).indices.sort().values
+    assert torch.equal(pruned.conv2.weight, model.conv2.weight[:, top])
+
+
 def test_per_channel_quantization_scales_follow_the_kept_rows():
     model = mlp()
     scale = torch.arange(1, 21).float() * 0.01
