@@ -93,6 +93,7 @@ class Attendee:
         self.page_hash = ""
         self.widget_states: dict[str, object] = {}  # widget id -> WidgetState the browser would resend
         self.cached_hashes: set[str] = set()  # the browser's message cache: the server sends references
+        self.auto_reruns: dict[str, float] = {}  # fragment id -> seconds: fragments that rerun themselves (run_every)
         self.ws = None
 
     async def connect(self) -> None:
@@ -110,19 +111,22 @@ class Attendee:
         if self.ws is not None:
             await self.ws.close()
 
-    async def run(self, fragment_id: str = "") -> Run:
-        """Send one rerun_script (as the frontend does after a widget change) and read until script_finished."""
+    async def run(self, fragment_id: str = "", auto: bool = False) -> Run:
+        """Send one rerun_script (as the frontend does after a widget change, or when a fragment's run_every timer
+        fires: `auto`) and read until the script_finished of the run it started (a run a fragment turns into a full
+        rerun with st.rerun ends with the full run)."""
         msg = BackMsg()
         state = msg.rerun_script
         state.query_string = ""
         state.page_script_hash = self.page_hash
         state.page_name = "" if self.page_hash else self.scenario.page
         state.fragment_id = fragment_id
+        state.is_auto_rerun = auto
         state.widget_states.widgets.extend(self.widget_states.values())
         state.cached_message_hashes.extend(sorted(self.cached_hashes))
         start = time.perf_counter()
         await self.ws.send(msg.SerializeToString())
-        run = Run(0.0)
+        run, started = Run(0.0), False
         while True:
             data = await asyncio.wait_for(self.ws.recv(), RUN_TIMEOUT_S)
             fwd = ForwardMsg()
@@ -130,15 +134,42 @@ class Attendee:
             kind = fwd.WhichOneof("type")
             if fwd.hash and fwd.metadata.cacheable:
                 self.cached_hashes.add(fwd.hash)
-            if kind == "navigation":  # the page that runs (new_session's hash is the main script's)
+            if kind == "new_session":  # every run, full or fragment, starts with one
+                started = True
+                if not fwd.metadata.run.fragment_ids:  # a full run (also one a fragment asked for): as the frontend
+                    self.auto_reruns.clear()  # does, forget the timers; the run registers its fragments' again
+            elif kind == "auto_rerun":
+                self.auto_reruns[fwd.auto_rerun.fragment_id] = fwd.auto_rerun.interval
+            elif kind == "stop_auto_rerun":
+                for stopped in fwd.stop_auto_rerun.fragment_ids:
+                    self.auto_reruns.pop(stopped, None)
+            elif kind == "navigation":  # the page that runs (new_session's hash is the main script's)
                 self.page_hash = fwd.navigation.page_script_hash
             elif kind == "delta":
                 run.fragments.add(fwd.delta.fragment_id)
                 if fwd.delta.WhichOneof("type") == "new_element":
                     self._read_element(fwd.delta.new_element, fwd.delta.fragment_id, run)
-            elif kind == "script_finished" and fwd.script_finished in DONE:
+            elif kind == "script_finished" and fwd.script_finished in DONE and started:
                 run.seconds, run.status = time.perf_counter() - start, fwd.script_finished
                 return run
+
+    async def think(self, seconds: float, polls: list[float], log: list[float]) -> list[Run]:
+        """Wait `seconds` as a user reading the page does, while the browser reruns the fragments that asked for it
+        (run_every) on their timers; returns those runs (their latencies also go to `polls`)."""
+        runs: list[Run] = []
+        end, due = time.perf_counter() + seconds, {}
+        while True:
+            due = {f: due.get(f, time.perf_counter() + every) for f, every in self.auto_reruns.items()}  # live timers
+            fragment = min(due, key=due.get, default=None)
+            if fragment is None or due[fragment] >= end:
+                await asyncio.sleep(max(0.0, end - time.perf_counter()))
+                return runs
+            await asyncio.sleep(max(0.0, due[fragment] - time.perf_counter()))
+            run = await self.run(fragment, auto=True)
+            log.append(time.perf_counter())
+            polls.append(run.seconds)
+            runs.append(run)
+            due[fragment] = time.perf_counter() + self.auto_reruns.get(fragment, 0.0)
 
     @staticmethod
     def _read_element(element, fragment_id: str, run: Run) -> None:
@@ -187,13 +218,20 @@ def page_cookies(url: str) -> str:
     return "; ".join(jar)
 
 
+DEPLOYED = "Latency (deployed)"  # the metric a page shows once the configuration is deployed on ONNX Runtime
+
+
 async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: float, arrive_s: float,
-                 log: list[float]) -> dict:
-    """One attendee: arrive, render the page, pick the model, then move the slider `moves` times."""
+                 log: list[float], asked: set) -> dict:
+    """One attendee: arrive, render the page, pick the model, then `moves` times: read the page for a while (the
+    browser reruns polling fragments meanwhile), move the slider; and read the last result too.
+
+    `asked` holds every (scenario, stop) any session asked for so far: a move to a stop nobody asked for before is
+    a configuration the server computes then (a "first" move), the others find it cached."""
     await asyncio.sleep(arrive_s)
     me = Attendee(url, scenario, seed)
-    out = {"scenario": str(scenario), "render_s": None, "moves_s": [], "errors": [], "exceptions": [], "failure": None,
-           "size_changed": 0}
+    out = {"scenario": str(scenario), "render_s": None, "moves_s": [], "first_moves_s": [], "polls_s": [],
+           "deployed_after_s": [], "errors": [], "exceptions": [], "failure": None, "size_changed": 0}
     try:
         await me.connect()
         run = await me.run()
@@ -209,20 +247,36 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
         out["render_s"] = first
         log.append(time.perf_counter())
         _collect(out, run)
-        for _ in range(moves):
+        moved_at = None  # when the last move was sent, until its deployed latency shows
+        for move in range(moves + 1):
+            for polled in await me.think(think_s * me.random.uniform(0.5, 1.5), out["polls_s"], log):
+                _collect(out, polled)
+                if moved_at is not None and DEPLOYED in polled.metrics:
+                    out["deployed_after_s"].append(time.perf_counter() - moved_at)
+                    moved_at = None
+            if move == moves:
+                break
             if scenario.widget not in run.widgets:
                 out["failure"] = f"no slider {scenario.widget!r} on {scenario.page}"
                 break
-            await asyncio.sleep(think_s * me.random.uniform(0.5, 1.5))
             slider, fragment = run.widgets[scenario.widget]
-            me.set_widget(slider, me.other_stop(slider))
+            value = me.other_stop(slider)
+            fresh = (str(scenario), value) not in asked
+            asked.add((str(scenario), value))
+            me.set_widget(slider, value)
+            sent = time.perf_counter()
             moved = await me.run(fragment)
             log.append(time.perf_counter())
             out["moves_s"].append(moved.seconds)
+            if fresh:
+                out["first_moves_s"].append(moved.seconds)
+            moved_at = None if DEPLOYED in moved.metrics else sent
+            if moved_at is None:
+                out["deployed_after_s"].append(moved.seconds)
             out["size_changed"] += None is not moved.metrics.get(SIZE) != run.metrics.get(SIZE)
             _collect(out, moved)
             run.widgets.update(moved.widgets)  # a fragment run re-sends only the fragment's elements
-            run.metrics.update(moved.metrics)
+            run.metrics = moved.metrics or run.metrics
     except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as err:  # URLError is an OSError
         out["failure"] = f"{type(err).__name__}: {err}"[:300]
     finally:
@@ -269,15 +323,17 @@ async def watch_memory(pids: list[int], peak: list[float], stop: asyncio.Event) 
             pass
 
 
-async def warm(url: str, scenarios: list[Scenario]) -> list[dict]:
+async def warm(url: str, scenarios: list[Scenario], asked: set | None = None) -> list[dict]:
     """One session per scenario, one after the other, each moving its slider once (the instructor's tour)."""
-    return [await attend(url, s, -1 - i, 1, 0.0, 0.0, []) for i, s in enumerate(scenarios)]
+    return [await attend(url, s, -1 - i, 1, 0.0, 0.0, [], asked if asked is not None else set())
+            for i, s in enumerate(scenarios)]
 
 
 async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, think_s: float, arrival_s: float,
                pids: list[int]) -> tuple[list[dict], dict]:
     """Warm each scenario with one session (the instructor), then run the sessions, spread over the scenarios."""
-    warmed = await warm(url, scenarios)
+    asked: set = set()
+    warmed = await warm(url, scenarios, asked)
     memory = {"before_mb": rss_mb(pids)}
     peak: list[float] = []
     stop = asyncio.Event()
@@ -285,7 +341,7 @@ async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, t
     log: list[float] = []
     start = time.perf_counter()
     results = await asyncio.gather(*(
-        attend(url, scenarios[i % len(scenarios)], i, moves, think_s, arrival_s * i / max(sessions, 1), log)
+        attend(url, scenarios[i % len(scenarios)], i, moves, think_s, arrival_s * i / max(sessions, 1), log, asked)
         for i in range(sessions)))
     wall = time.perf_counter() - start
     stop.set()
@@ -305,6 +361,8 @@ def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args:
             "sessions": len(mine),
             "first_render_s": spread([r["render_s"] for r in mine if r["render_s"] is not None]),
             "move_s": spread([m for r in mine for m in r["moves_s"]]),
+            "first_move_s": spread([m for r in mine for m in r["first_moves_s"]]),
+            "deployed_shown_after_s": spread([m for r in mine for m in r["deployed_after_s"]]),
             "failures": sorted({r["failure"] for r in mine if r["failure"]}),
         }
     return {
@@ -312,8 +370,12 @@ def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args:
         "arrival_spread_s": args.arrival, "workers": args.workers,
         "first_render_s": spread([r["render_s"] for r in results if r["render_s"] is not None]),
         "move_s": spread(moves),
+        "first_move_s": spread([m for r in results for m in r["first_moves_s"]]),  # to a stop nobody asked before
+        "deployed_shown_after_s": spread([m for r in results for m in r["deployed_after_s"]]),
+        "poll_s": spread([m for r in results for m in r["polls_s"]]),  # fragment reruns on run_every timers
         "moves_that_changed_size": sum(r["size_changed"] for r in results),
-        "script_runs": len(runs),
+        "script_runs": len(runs),  # renders, moves and polls
+        "poll_runs": sum(len(r["polls_s"]) for r in results),
         "script_runs_per_s": round((len(runs) - 1) / busy, 2) if busy else None,
         "errors_shown": sum(len(r["errors"]) for r in results),
         "exceptions_shown": sum(len(r["exceptions"]) for r in results),

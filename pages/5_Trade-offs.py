@@ -14,6 +14,7 @@ st.set_page_config(page_title="Trade-offs · Compression Lab", page_icon="📈",
 name = model_picker()
 baseline_json = cache.recipe_key(Recipe())
 points.record(name, baseline_json, cache.report(name, baseline_json), "Trade-offs", "baseline")
+points.add_finished_deployments(name)
 
 st.title("📈 Trade-offs")
 st.markdown(

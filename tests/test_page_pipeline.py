@@ -60,7 +60,7 @@ def test_deep_link_opens_without_the_entry_page(page):
 
 
 def test_each_step_control_shows_the_core_report(page):
-    page.slider(key="pipeline_0_amount").set_value(0.6).run()
+    page.select_slider(key="pipeline_0_amount").set_value(0.6).run()
     assert_shows(page, "digits-mlp", cz.Recipe((cz.Prune(amount=0.6, scope="global"), DEEP_COMPRESSION.steps[1])))
     page.radio(key="pipeline_0_scope").set_value("layer").run()
     page.selectbox(key="pipeline_0_criterion").set_value("random").run()
