@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-import sys
 import torch
 
 from compressor import list_samples
+from ui import server_tuning
 
 MODEL = "model_name"  # the picked sample, shared by every page
 POINTS = "tradeoff_points"  # every configuration evaluated this session: (model, recipe JSON) -> row
@@ -45,12 +45,7 @@ SESSION_MAX_AGE_S = 7 * 24 * 3600
 MAX_FILE_BYTES = 5_000_000  # a session file larger than this is not read back (it is ours, but bound it anyway)
 
 _MISSING = object()
-
-# Every element a script draws is handed to the server's event loop through a socket write, which releases the GIL;
-# while another thread computes in Python (a rerun, a background deployment), getting it back takes up to the
-# interpreter's switch interval (5 ms by default), a run of a hundred elements up to half a second of waiting.
-SWITCH_INTERVAL_S = float(os.environ.get("CLAB_SWITCH_INTERVAL_S", "0.001"))
-sys.setswitchinterval(SWITCH_INTERVAL_S)
+server_tuning.apply()  # switch interval and malloc arenas for a server of many short script threads
 
 
 # ---------------------------------------------------------------- the session file
