@@ -5,13 +5,17 @@ protobuf messages of `streamlit.proto` (BackMsg up, ForwardMsg down). It asks fo
 does (a `rerun_script` BackMsg whose ClientState names the page and carries the widget states), waits for the
 `script_finished` ForwardMsg, reads the widget it will move from the rendered delta (its id, its options, and the
 fragment it belongs to), then moves it every `--think` seconds (± 50 %, so sessions do not march in step) to a
-random other stop. A move's latency runs from sending the BackMsg to its `script_finished`. No browser renders
-anything, so the figures are the server's share of what a room waits for.
+random other stop. A move's latency runs from sending the BackMsg to its `script_finished`. Between moves it also
+does what the browser does for a fragment that asked to rerun itself (`st.fragment(run_every=…)`: a page waiting
+for its deployed latency, ui/deployed_view.py): it reruns that fragment on its timer. No browser renders anything,
+so the figures are the server's share of what a room waits for.
 
-Prints (and writes to benchmarks/results/bench_room.json) per scenario and overall: first-render and move
-latency percentiles, script runs per second, error boxes and exceptions shown, failed sessions, and the server's
-resident memory (from /proc, when the server runs on this machine) before, at its peak during, and after the
-sessions disconnect. Starts its own server (`--workers N` > 1 uses scripts/serve.sh: nginx in front of N
+Prints per scenario and overall: first-render and move latency percentiles (all moves, and the first moves to a
+stop nobody had asked for), the time until the deployed latency shows, script runs per second, error boxes and
+exceptions shown, failed sessions, and the server's resident memory (from /proc, when the server runs on this
+machine) before, at its peak during, and after the sessions disconnect (definitions in the JSON's "how").
+`--record room|memory|scaling` keeps the run in benchmarks/results/bench_room.json (the README's tables come from
+it). Starts its own server (`--workers N` > 1 uses scripts/serve.sh: nginx in front of N
 processes) unless `--url` points at a running one (then `--pid` for its memory).
 """
 from __future__ import annotations
@@ -38,9 +42,10 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.results_io import results_path, save  # noqa: E402
 from scripts.local_server import free_port, healthy, streamlit_server  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "bench_room.json"
+RESULTS = results_path("bench_room")
 DONE = {ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
         ForwardMsg.FINISHED_WITH_COMPILE_ERROR}
 RUN_TIMEOUT_S = 120.0  # one script run, first render of a cold page included
@@ -439,6 +444,38 @@ async def settle(url: str, pids: list[int], seconds: float) -> float | None:
     return rss_mb(pids)
 
 
+RECORDS = ("room", "memory", "scaling")
+HOW = {
+    "cold_caches": "every run starts a fresh server: new processes, so the in-memory caches (models, reports, figures, "
+                   "deployments) are empty; with --workers > 1 serve.sh shares results through a new temporary "
+                   "directory, removed when it stops. The warm-up session of each scenario (the instructor's tour: "
+                   "first render and one move) is the only thing computed before the room arrives.",
+    "moves": "each move goes to a random other stop of the slider; first_move_s covers the moves to a stop no session "
+             "had asked for before in that run (computed then), move_s all of them",
+    "memory": "before_mb: the server's resident memory (sum over its processes, /proc) after the warm-up render and "
+              "move of each scenario; during_peak_mb: the highest sample (every 0.5 s) while the sessions work; "
+              "after_mb: settle_s seconds after the last session disconnected, then one short visit (Streamlit drops "
+              "expired sessions when a session starts)",
+    "polls": "a page waiting for its deployed latency reruns one fragment every 1.5 s (run_every); the clients follow "
+             "those timers as the browser does, between moves; poll_s are those runs, deployed_shown_after_s the "
+             "time from a move to the deployed latency on screen",
+}
+
+
+def record(name: str, summary: dict) -> None:
+    """Keep `summary` in the results file: as its `name` entry, or for 'scaling' as the row workers × sessions."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if "room" not in results and "scaling" not in results and "memory" not in results:
+        results = {}  # the old shape (one summary): replaced
+    results["how"] = HOW
+    if name == "scaling":
+        results.setdefault("scaling", {})[f"{summary['workers']} x {summary['sessions']}"] = summary
+        results["scaling"] = dict(sorted(results["scaling"].items(), key=lambda kv: tuple(map(int, kv[0].split(" x ")))))
+    else:
+        results[name] = summary
+    save(results, "bench_room")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=30)
@@ -452,7 +489,10 @@ def main() -> None:
     parser.add_argument("--pid", type=int, action="append", default=[], help="its server pid(s), for memory")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds to wait after the sessions leave before measuring memory again")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes ('-' prints only)")
+    parser.add_argument("--out", type=Path, default=Path("-"), help="also write this run's JSON here ('-': print only)")
+    parser.add_argument("--record", choices=RECORDS,
+                        help=f"keep this run in {RESULTS.relative_to(REPO)} as the room figure ('room'), the memory "
+                             "figure ('memory') or a row of the scaling table ('scaling', keyed by workers × sessions)")
     parser.add_argument("--warm-only", action="store_true",
                         help="render each scenario once on --url and exit (serve.sh warms every worker with it)")
     args = parser.parse_args()
@@ -478,11 +518,17 @@ def main() -> None:
     def emit(summary: dict) -> None:
         summary["note"] = ("protocol clients on the server's machine; 2 cores shared with other work (see load "
                            "average): times are upper bounds")
+        summary["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        summary["server"] = ("streamlit run app.py (one process, no proxy)" if args.workers <= 1 and not args.url else
+                             f"scripts/serve.sh: nginx in front of {args.workers} processes" if not args.url else args.url)
+        summary["command"] = "python benchmarks/bench_room.py " + " ".join(sys.argv[1:])
         text = json.dumps(summary, indent=2)
         print(text, flush=True)
         if str(args.out) != "-":
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(text + "\n")
+        if args.record:
+            record(args.record, summary)
 
     if args.url:
         emit(measure(args.url, args.pid))

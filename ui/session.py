@@ -14,6 +14,7 @@ The server holds nothing per session in memory beyond Streamlit's own session st
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -53,7 +54,12 @@ server_tuning.apply()  # switch interval and malloc arenas for a server of many 
 
 def session_dir() -> Path:
     """Where session files live: $CLAB_SESSION_DIR, or compression-lab-sessions in the system temp dir."""
-    path = Path(os.environ.get("CLAB_SESSION_DIR") or Path(tempfile.gettempdir()) / "compression-lab-sessions")
+    return _made(Path(os.environ.get("CLAB_SESSION_DIR") or Path(tempfile.gettempdir()) / "compression-lab-sessions"))
+
+
+@functools.lru_cache(maxsize=8)
+def _made(path: Path) -> Path:
+    """`path`, created once per process (not on every save: each system call hands the GIL to another thread)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
@@ -149,7 +155,12 @@ def save() -> None:
         return
     path = _file(session_id)
     scratch = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-    scratch.write_text(text, encoding="utf-8")
+    try:
+        scratch.write_text(text, encoding="utf-8")
+    except FileNotFoundError:  # the folder was removed while the server ran: make it again
+        _made.cache_clear()
+        path = _file(session_id)
+        scratch.write_text(text, encoding="utf-8")
     os.replace(scratch, path)
     st.session_state[SAVED] = text
 
