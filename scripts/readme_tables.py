@@ -139,10 +139,10 @@ def outcome(run: dict) -> str:
 
 
 def memory(run: dict) -> str:
-    """Before → peak → after; '—' for a run that did not wait for disconnected sessions to expire."""
+    """Before → peak → after; after is '—' for a run that did not wait for disconnected sessions to expire."""
     m = run["server_rss_mb"]
     if m.get("settle_s", 0) < 60:
-        return "—"
+        return f"{m['before_mb']:.0f} → {m['during_peak_mb']:.0f} → —"
     return f"{m['before_mb']:.0f} → {m['during_peak_mb']:.0f} → {m['after_mb']:.0f} ({m['after_mb'] / m['before_mb'] - 1:+.0%})"
 
 
