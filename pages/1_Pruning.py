@@ -107,7 +107,9 @@ with left:
             table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
             return amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
 
-        figure = figure_cache.shared(("prune_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
+        grid = ("prune_sweep", name, cache.recipe_key(build_recipe(dataclasses.replace(step, amount=0.0))))
+        figure = figure_cache.moved(grid, figure_cache.shared(grid, sweep_figure), "current", step.amount,
+                                    report.accuracy)  # the curves depend on the step but its amount; the star does
         if recovery is not None:
             figure = figure_cache.private_copy(figure)
             if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",

@@ -99,7 +99,9 @@ with left:
             args = (table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy, baseline.compressed_bytes)
             return bits_sweep(*args), bits_sweep_info(*args).larger_than_next
 
-        figure, larger_than_next = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # step decides the grid
+        grid = ("quant_sweep", name, cache.recipe_key(build_recipe(dataclasses.replace(step, bits=int(BITS.high)))))
+        figure, larger_than_next = figure_cache.shared(grid, sweep_figure)  # the step but its bits decides the grid
+        figure = figure_cache.moved(grid, figure, "current", step.bits, report.accuracy)
         if recovery is not None:
             figure = figure_cache.private_copy(figure)
             if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),

@@ -1,6 +1,8 @@
 """Cached calls into the core. Models are cached as shared resources (never mutated: techniques copy),
 reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py); reports are also
-shared with the room's other server processes through ui/disk_cache.py when serve.sh runs several."""
+shared with the room's other server processes through ui/disk_cache.py when serve.sh runs several. A report's
+deployment on ONNX Runtime is measured once per configuration too: in a background job for the slider pages
+(`deployment_status`, ui/deploy_jobs.py), in the asking script for `report`."""
 from __future__ import annotations
 
 import streamlit as st
@@ -109,7 +111,7 @@ def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_
     (asked for here, once for every session)."""
     key = (name, recipe_json)
     known = deploy_jobs.jobs.status(key)
-    if known is not None and not known.state == "queued":
+    if known is not None and known.state != "queued":
         return known
     return deploy_jobs.jobs.request(key, deployment_job(name, recipe_json, report))
 
@@ -119,7 +121,7 @@ def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_
 def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a recipe; timed reports are also deployed on ONNX Runtime (integer kernels where the
     weights allow), now, in this script, so pages that show one number for one configuration (Overview, Export,
-    Low-rank, the Trade-offs grid) get the deployed latency next to eager PyTorch's. The slider pages show
+    the Trade-offs grid, Distillation) get the deployed latency next to eager PyTorch's. The slider pages show
     `measured` at once and let the deployment run in the background (`deployment_status`); both share one
     deployment per configuration."""
     core = measured(name, recipe_json, timed)
