@@ -48,7 +48,8 @@ def moved(key: tuple[Hashable, ...], figure: go.Figure, trace: str, x: float, y:
     For a curve that stays the same while a slider moves the marker along it: the curve is built (and validated)
     once, each position is a copy of its plain data with two numbers changed, made into a figure without
     validating again (about a millisecond, where building it anew takes tens of milliseconds and the sweep behind
-    it is looked up again). A copy: the shared figure is not changed.
+    it is looked up again). A copy: the shared figure is not changed. Share the result too (under a key that
+    names the position), so a setting seen before costs nothing.
     """
     plain = shared(("plain", *key), figure.to_dict)  # the figure's data as dicts, once per shared figure
     data = copy.deepcopy(plain)
