@@ -5,13 +5,17 @@ protobuf messages of `streamlit.proto` (BackMsg up, ForwardMsg down). It asks fo
 does (a `rerun_script` BackMsg whose ClientState names the page and carries the widget states), waits for the
 `script_finished` ForwardMsg, reads the widget it will move from the rendered delta (its id, its options, and the
 fragment it belongs to), then moves it every `--think` seconds (± 50 %, so sessions do not march in step) to a
-random other stop. A move's latency runs from sending the BackMsg to its `script_finished`. No browser renders
-anything, so the figures are the server's share of what a room waits for.
+random other stop. A move's latency runs from sending the BackMsg to its `script_finished`. Between moves it also
+does what the browser does for a fragment that asked to rerun itself (`st.fragment(run_every=…)`: a page waiting
+for its deployed latency, ui/deployed_view.py): it reruns that fragment on its timer. No browser renders anything,
+so the figures are the server's share of what a room waits for.
 
-Prints (and writes to benchmarks/results/bench_room.json) per scenario and overall: first-render and move
-latency percentiles, script runs per second, error boxes and exceptions shown, failed sessions, and the server's
-resident memory (from /proc, when the server runs on this machine) before, at its peak during, and after the
-sessions disconnect. Starts its own server (`--workers N` > 1 uses scripts/serve.sh: nginx in front of N
+Prints per scenario and overall: first-render and move latency percentiles (all moves, and the first moves to a
+stop nobody had asked for), the time until the deployed latency shows, script runs per second, error boxes and
+exceptions shown, failed sessions, and the server's resident memory (from /proc, when the server runs on this
+machine) before, at its peak during, and after the sessions disconnect (definitions in the JSON's "how").
+`--record room|memory|scaling` keeps the run in benchmarks/results/bench_room.json (the README's tables come from
+it). Starts its own server (`--workers N` > 1 uses scripts/serve.sh: nginx in front of N
 processes) unless `--url` points at a running one (then `--pid` for its memory).
 """
 from __future__ import annotations
@@ -38,9 +42,10 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.results_io import results_path, save  # noqa: E402
 from scripts.local_server import free_port, healthy, streamlit_server  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "bench_room.json"
+RESULTS = results_path("bench_room")
 DONE = {ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
         ForwardMsg.FINISHED_WITH_COMPILE_ERROR}
 RUN_TIMEOUT_S = 120.0  # one script run, first render of a cold page included
@@ -93,6 +98,7 @@ class Attendee:
         self.page_hash = ""
         self.widget_states: dict[str, object] = {}  # widget id -> WidgetState the browser would resend
         self.cached_hashes: set[str] = set()  # the browser's message cache: the server sends references
+        self.auto_reruns: dict[str, float] = {}  # fragment id -> seconds: fragments that rerun themselves (run_every)
         self.ws = None
 
     async def connect(self) -> None:
@@ -110,19 +116,22 @@ class Attendee:
         if self.ws is not None:
             await self.ws.close()
 
-    async def run(self, fragment_id: str = "") -> Run:
-        """Send one rerun_script (as the frontend does after a widget change) and read until script_finished."""
+    async def run(self, fragment_id: str = "", auto: bool = False) -> Run:
+        """Send one rerun_script (as the frontend does after a widget change, or when a fragment's run_every timer
+        fires: `auto`) and read until the script_finished of the run it started (a run a fragment turns into a full
+        rerun with st.rerun ends with the full run)."""
         msg = BackMsg()
         state = msg.rerun_script
         state.query_string = ""
         state.page_script_hash = self.page_hash
         state.page_name = "" if self.page_hash else self.scenario.page
         state.fragment_id = fragment_id
+        state.is_auto_rerun = auto
         state.widget_states.widgets.extend(self.widget_states.values())
         state.cached_message_hashes.extend(sorted(self.cached_hashes))
         start = time.perf_counter()
         await self.ws.send(msg.SerializeToString())
-        run = Run(0.0)
+        run, started = Run(0.0), False
         while True:
             data = await asyncio.wait_for(self.ws.recv(), RUN_TIMEOUT_S)
             fwd = ForwardMsg()
@@ -130,15 +139,42 @@ class Attendee:
             kind = fwd.WhichOneof("type")
             if fwd.hash and fwd.metadata.cacheable:
                 self.cached_hashes.add(fwd.hash)
-            if kind == "navigation":  # the page that runs (new_session's hash is the main script's)
+            if kind == "new_session":  # every run, full or fragment, starts with one
+                started = True
+                if not fwd.metadata.run.fragment_ids:  # a full run (also one a fragment asked for): as the frontend
+                    self.auto_reruns.clear()  # does, forget the timers; the run registers its fragments' again
+            elif kind == "auto_rerun":
+                self.auto_reruns[fwd.auto_rerun.fragment_id] = fwd.auto_rerun.interval
+            elif kind == "stop_auto_rerun":
+                for stopped in fwd.stop_auto_rerun.fragment_ids:
+                    self.auto_reruns.pop(stopped, None)
+            elif kind == "navigation":  # the page that runs (new_session's hash is the main script's)
                 self.page_hash = fwd.navigation.page_script_hash
             elif kind == "delta":
                 run.fragments.add(fwd.delta.fragment_id)
                 if fwd.delta.WhichOneof("type") == "new_element":
                     self._read_element(fwd.delta.new_element, fwd.delta.fragment_id, run)
-            elif kind == "script_finished" and fwd.script_finished in DONE:
+            elif kind == "script_finished" and fwd.script_finished in DONE and started:
                 run.seconds, run.status = time.perf_counter() - start, fwd.script_finished
                 return run
+
+    async def think(self, seconds: float, polls: list[float], log: list[float]) -> list[Run]:
+        """Wait `seconds` as a user reading the page does, while the browser reruns the fragments that asked for it
+        (run_every) on their timers; returns those runs (their latencies also go to `polls`)."""
+        runs: list[Run] = []
+        end, due = time.perf_counter() + seconds, {}
+        while True:
+            due = {f: due.get(f, time.perf_counter() + every) for f, every in self.auto_reruns.items()}  # live timers
+            fragment = min(due, key=due.get, default=None)
+            if fragment is None or due[fragment] >= end:
+                await asyncio.sleep(max(0.0, end - time.perf_counter()))
+                return runs
+            await asyncio.sleep(max(0.0, due[fragment] - time.perf_counter()))
+            run = await self.run(fragment, auto=True)
+            log.append(time.perf_counter())
+            polls.append(run.seconds)
+            runs.append(run)
+            due[fragment] = time.perf_counter() + self.auto_reruns.get(fragment, 0.0)
 
     @staticmethod
     def _read_element(element, fragment_id: str, run: Run) -> None:
@@ -187,13 +223,25 @@ def page_cookies(url: str) -> str:
     return "; ".join(jar)
 
 
+DEPLOYED = "Latency (deployed)"  # the metric a page shows once the configuration is deployed on ONNX Runtime
+
+
+def deployed_shown(metrics: dict[str, str]) -> bool:
+    """True when the page shows the deployed latency ("Latency (deployed)", or "…, simulated" without a native kernel)."""
+    return any(label.startswith(DEPLOYED) for label in metrics)
+
+
 async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: float, arrive_s: float,
-                 log: list[float]) -> dict:
-    """One attendee: arrive, render the page, pick the model, then move the slider `moves` times."""
+                 log: list[float], asked: set) -> dict:
+    """One attendee: arrive, render the page, pick the model, then `moves` times: read the page for a while (the
+    browser reruns polling fragments meanwhile), move the slider; and read the last result too.
+
+    `asked` holds every (scenario, stop) any session asked for so far: a move to a stop nobody asked for before is
+    a configuration the server computes then (a "first" move), the others find it cached."""
     await asyncio.sleep(arrive_s)
     me = Attendee(url, scenario, seed)
-    out = {"scenario": str(scenario), "render_s": None, "moves_s": [], "errors": [], "exceptions": [], "failure": None,
-           "size_changed": 0}
+    out = {"scenario": str(scenario), "render_s": None, "moves_s": [], "first_moves_s": [], "polls_s": [],
+           "deployed_after_s": [], "errors": [], "exceptions": [], "failure": None, "size_changed": 0}
     try:
         await me.connect()
         run = await me.run()
@@ -209,20 +257,36 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
         out["render_s"] = first
         log.append(time.perf_counter())
         _collect(out, run)
-        for _ in range(moves):
+        moved_at = None  # when the last move was sent, until its deployed latency shows
+        for move in range(moves + 1):
+            for polled in await me.think(think_s * me.random.uniform(0.5, 1.5), out["polls_s"], log):
+                _collect(out, polled)
+                if moved_at is not None and deployed_shown(polled.metrics):
+                    out["deployed_after_s"].append(time.perf_counter() - moved_at)
+                    moved_at = None
+            if move == moves:
+                break
             if scenario.widget not in run.widgets:
                 out["failure"] = f"no slider {scenario.widget!r} on {scenario.page}"
                 break
-            await asyncio.sleep(think_s * me.random.uniform(0.5, 1.5))
             slider, fragment = run.widgets[scenario.widget]
-            me.set_widget(slider, me.other_stop(slider))
+            value = me.other_stop(slider)
+            fresh = (str(scenario), value) not in asked
+            asked.add((str(scenario), value))
+            me.set_widget(slider, value)
+            sent = time.perf_counter()
             moved = await me.run(fragment)
             log.append(time.perf_counter())
             out["moves_s"].append(moved.seconds)
+            if fresh:
+                out["first_moves_s"].append(moved.seconds)
+            moved_at = None if deployed_shown(moved.metrics) else sent
+            if moved_at is None:
+                out["deployed_after_s"].append(moved.seconds)
             out["size_changed"] += None is not moved.metrics.get(SIZE) != run.metrics.get(SIZE)
             _collect(out, moved)
             run.widgets.update(moved.widgets)  # a fragment run re-sends only the fragment's elements
-            run.metrics.update(moved.metrics)
+            run.metrics = moved.metrics or run.metrics
     except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as err:  # URLError is an OSError
         out["failure"] = f"{type(err).__name__}: {err}"[:300]
     finally:
@@ -269,15 +333,17 @@ async def watch_memory(pids: list[int], peak: list[float], stop: asyncio.Event) 
             pass
 
 
-async def warm(url: str, scenarios: list[Scenario]) -> list[dict]:
+async def warm(url: str, scenarios: list[Scenario], asked: set | None = None) -> list[dict]:
     """One session per scenario, one after the other, each moving its slider once (the instructor's tour)."""
-    return [await attend(url, s, -1 - i, 1, 0.0, 0.0, []) for i, s in enumerate(scenarios)]
+    return [await attend(url, s, -1 - i, 1, 0.0, 0.0, [], asked if asked is not None else set())
+            for i, s in enumerate(scenarios)]
 
 
 async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, think_s: float, arrival_s: float,
                pids: list[int]) -> tuple[list[dict], dict]:
     """Warm each scenario with one session (the instructor), then run the sessions, spread over the scenarios."""
-    warmed = await warm(url, scenarios)
+    asked: set = set()
+    warmed = await warm(url, scenarios, asked)
     memory = {"before_mb": rss_mb(pids)}
     peak: list[float] = []
     stop = asyncio.Event()
@@ -285,7 +351,7 @@ async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, t
     log: list[float] = []
     start = time.perf_counter()
     results = await asyncio.gather(*(
-        attend(url, scenarios[i % len(scenarios)], i, moves, think_s, arrival_s * i / max(sessions, 1), log)
+        attend(url, scenarios[i % len(scenarios)], i, moves, think_s, arrival_s * i / max(sessions, 1), log, asked)
         for i in range(sessions)))
     wall = time.perf_counter() - start
     stop.set()
@@ -305,6 +371,8 @@ def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args:
             "sessions": len(mine),
             "first_render_s": spread([r["render_s"] for r in mine if r["render_s"] is not None]),
             "move_s": spread([m for r in mine for m in r["moves_s"]]),
+            "first_move_s": spread([m for r in mine for m in r["first_moves_s"]]),
+            "deployed_shown_after_s": spread([m for r in mine for m in r["deployed_after_s"]]),
             "failures": sorted({r["failure"] for r in mine if r["failure"]}),
         }
     return {
@@ -312,8 +380,12 @@ def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args:
         "arrival_spread_s": args.arrival, "workers": args.workers,
         "first_render_s": spread([r["render_s"] for r in results if r["render_s"] is not None]),
         "move_s": spread(moves),
+        "first_move_s": spread([m for r in results for m in r["first_moves_s"]]),  # to a stop nobody asked before
+        "deployed_shown_after_s": spread([m for r in results for m in r["deployed_after_s"]]),
+        "poll_s": spread([m for r in results for m in r["polls_s"]]),  # fragment reruns on run_every timers
         "moves_that_changed_size": sum(r["size_changed"] for r in results),
-        "script_runs": len(runs),
+        "script_runs": len(runs),  # renders, moves and polls
+        "poll_runs": sum(len(r["polls_s"]) for r in results),
         "script_runs_per_s": round((len(runs) - 1) / busy, 2) if busy else None,
         "errors_shown": sum(len(r["errors"]) for r in results),
         "exceptions_shown": sum(len(r["exceptions"]) for r in results),
@@ -372,6 +444,38 @@ async def settle(url: str, pids: list[int], seconds: float) -> float | None:
     return rss_mb(pids)
 
 
+RECORDS = ("room", "memory", "scaling")
+HOW = {
+    "cold_caches": "every run starts a fresh server: new processes, so the in-memory caches (models, reports, figures, "
+                   "deployments) are empty; with --workers > 1 serve.sh shares results through a new temporary "
+                   "directory, removed when it stops. The warm-up session of each scenario (the instructor's tour: "
+                   "first render and one move) is the only thing computed before the room arrives.",
+    "moves": "each move goes to a random other stop of the slider; first_move_s covers the moves to a stop no session "
+             "had asked for before in that run (computed then), move_s all of them",
+    "memory": "before_mb: the server's resident memory (sum over its processes, /proc) after the warm-up render and "
+              "move of each scenario; during_peak_mb: the highest sample (every 0.5 s) while the sessions work; "
+              "after_mb: settle_s seconds after the last session disconnected, then one short visit (Streamlit drops "
+              "expired sessions when a session starts)",
+    "polls": "a page waiting for its deployed latency reruns one fragment every 1.5 s (run_every); the clients follow "
+             "those timers as the browser does, between moves; poll_s are those runs, deployed_shown_after_s the "
+             "time from a move to the deployed latency on screen",
+}
+
+
+def record(name: str, summary: dict) -> None:
+    """Keep `summary` in the results file: as its `name` entry, or for 'scaling' as the row workers × sessions."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if "room" not in results and "scaling" not in results and "memory" not in results:
+        results = {}  # the old shape (one summary): replaced
+    results["how"] = HOW
+    if name == "scaling":
+        results.setdefault("scaling", {})[f"{summary['workers']} x {summary['sessions']}"] = summary
+        results["scaling"] = dict(sorted(results["scaling"].items(), key=lambda kv: tuple(map(int, kv[0].split(" x ")))))
+    else:
+        results[name] = summary
+    save(results, "bench_room")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=30)
@@ -385,7 +489,10 @@ def main() -> None:
     parser.add_argument("--pid", type=int, action="append", default=[], help="its server pid(s), for memory")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds to wait after the sessions leave before measuring memory again")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes ('-' prints only)")
+    parser.add_argument("--out", type=Path, default=Path("-"), help="also write this run's JSON here ('-': print only)")
+    parser.add_argument("--record", choices=RECORDS,
+                        help=f"keep this run in {RESULTS.relative_to(REPO)} as the room figure ('room'), the memory "
+                             "figure ('memory') or a row of the scaling table ('scaling', keyed by workers × sessions)")
     parser.add_argument("--warm-only", action="store_true",
                         help="render each scenario once on --url and exit (serve.sh warms every worker with it)")
     args = parser.parse_args()
@@ -411,11 +518,17 @@ def main() -> None:
     def emit(summary: dict) -> None:
         summary["note"] = ("protocol clients on the server's machine; 2 cores shared with other work (see load "
                            "average): times are upper bounds")
+        summary["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        summary["server"] = ("streamlit run app.py (one process, no proxy)" if args.workers <= 1 and not args.url else
+                             f"scripts/serve.sh: nginx in front of {args.workers} processes" if not args.url else args.url)
+        summary["command"] = "python benchmarks/bench_room.py " + " ".join(sys.argv[1:])
         text = json.dumps(summary, indent=2)
         print(text, flush=True)
         if str(args.out) != "-":
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(text + "\n")
+        if args.record:
+            record(args.record, summary)
 
     if args.url:
         emit(measure(args.url, args.pid))

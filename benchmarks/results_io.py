@@ -18,10 +18,14 @@ def results_path(script: str) -> Path:
 
 def emit(results: dict, script: str) -> None:
     """Print `results` as JSON and keep them as the script's last result."""
-    text = json.dumps(results, indent=2)
-    print(text)
+    print(json.dumps(results, indent=2))
+    save(results, script)
+
+
+def save(results: dict, script: str) -> None:
+    """Keep `results` as the script's last result, without printing them (a script that prints its own run)."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    results_path(script).write_text(text + "\n")
+    results_path(script).write_text(json.dumps(results, indent=2) + "\n")
 
 
 def load_results(name: str) -> dict:

@@ -6,7 +6,7 @@ import streamlit as st
 import compressor as cz
 from compressor.figures.pruning import amount_sweep, layer_changes, layer_removal, mask_heatmap, weight_histogram
 from compressor.figures.training import add_recovered, run_colour
-from ui import cache, figure_cache, points, training
+from ui import cache, deployed_view, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import channel_prunable, weighted_layers, weight_of
 from ui.session import display_name, model_picker, one_of, persistent
@@ -67,7 +67,7 @@ recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
     if step.structured and not channel_prunable(name):
         raise ValueError(f"{display_name(name)} has no layer whose output channels can be removed; turn 'Structured' off.")
-    report = cache.report(name, recipe_json)
+    report, deploying = deployed_view.attach(name, recipe_json, cache.measured(name, recipe_json))
     pruned = cache.compressed(name, recipe_json)
 baseline = cache.report(name, cache.recipe_key(cz.Recipe()))
 points.record(name, recipe_json, report, page="Pruning", label=step.describe())
@@ -91,8 +91,10 @@ shown = recovered.get(shown_label)
 with headline:
     if shown is not None:
         training.showing(shown_label, shown, recovery, "the one-shot result")
-    metric_row(shown.report if shown is not None else report)
-    latency_caption(shown.report if shown is not None else report)
+        metric_row(shown.report)
+        latency_caption(shown.report)
+    else:
+        deployed_view.headline(name, recipe_json, report, deploying)
 
 left, right = st.columns([3, 2])
 with left:
@@ -105,7 +107,10 @@ with left:
             table = table.assign(criterion=[c for c, _ in grid], amount=[a for _, a in grid])
             return amount_sweep(table, step.criterion, step.amount, report.accuracy, baseline.macs)
 
-        figure = figure_cache.shared(("prune_sweep", name, recipe_json), sweep_figure)  # the step decides the grid
+        grid = ("prune_sweep", name, cache.recipe_key(build_recipe(dataclasses.replace(step, amount=0.0))))
+        curves = figure_cache.shared(grid, sweep_figure)  # the curves depend on the step but its amount; the star does
+        figure = figure_cache.shared(("prune_sweep_at", name, recipe_json),
+                                     lambda: figure_cache.moved(grid, curves, "current", step.amount, report.accuracy))
         if recovery is not None:
             figure = figure_cache.private_copy(figure)
             if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",

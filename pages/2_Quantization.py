@@ -9,7 +9,7 @@ from compressor.figures.quantization import (
 )
 from compressor.figures.training import add_recovered, run_colour
 from compressor.quantization import quantization_error, quantization_levels
-from ui import cache, figure_cache, points, training
+from ui import cache, deployed_view, figure_cache, points, training
 from ui.display import latency_caption, metric_row, notes, user_errors
 from ui.layers import weighted_layers, weight_of
 from ui.session import in_range, model_picker, one_of, persistent
@@ -56,7 +56,7 @@ step = controls()
 recovery = training.recovery_controls("quant", "quantizing (QAT)")
 recipe_json = cache.recipe_key(build_recipe(step))
 with user_errors():
-    report = cache.report(name, recipe_json)
+    report, deploying = deployed_view.attach(name, recipe_json, cache.measured(name, recipe_json))
     quantized = cache.compressed(name, recipe_json)
 baseline = cache.report(name, cache.recipe_key(cz.Recipe()))
 points.record(name, recipe_json, report, page="Quantization", label=step.describe())
@@ -81,8 +81,10 @@ shown = recovered.get(training.QAT)
 with headline:
     if shown is not None:
         training.showing("QAT", shown, recovery, "post-training quantization")
-    metric_row(shown.report if shown is not None else report)
-    latency_caption(shown.report if shown is not None else report)
+        metric_row(shown.report)
+        latency_caption(shown.report)
+    else:
+        deployed_view.headline(name, recipe_json, report, deploying)
 
 left, right = st.columns([3, 2])
 with left:
@@ -97,7 +99,10 @@ with left:
             args = (table, step.bits, report.accuracy, report.compressed_bytes, baseline.accuracy, baseline.compressed_bytes)
             return bits_sweep(*args), bits_sweep_info(*args).larger_than_next
 
-        figure, larger_than_next = figure_cache.shared(("quant_sweep", name, recipe_json), sweep_figure)  # step decides the grid
+        grid = ("quant_sweep", name, cache.recipe_key(build_recipe(dataclasses.replace(step, bits=int(BITS.high)))))
+        curves, larger_than_next = figure_cache.shared(grid, sweep_figure)  # the step but its bits decides the grid
+        figure = figure_cache.shared(("quant_sweep_at", name, recipe_json),
+                                     lambda: figure_cache.moved(grid, curves, "current", step.bits, report.accuracy))
         if recovery is not None:
             figure = figure_cache.private_copy(figure)
             if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),

@@ -5,8 +5,8 @@ import streamlit as st
 from compressor import LowRank, Recipe
 from compressor.figures.low_rank import SweepPoint, accuracy_vs_params, singular_value_spectra
 from compressor.low_rank import factorizable_layers, rank_plan, singular_values
-from ui import cache, points
-from ui.display import latency_caption, metric_row, notes, user_errors
+from ui import cache, deployed_view, points
+from ui.display import notes, user_errors
 from ui.session import in_range, model_picker, one_of, persistent, widget_label
 from ui.sweeps import run_sweep, sweep_wanted
 
@@ -57,10 +57,9 @@ selection = None if len(chosen) == len(layers) else tuple(chosen)
 with user_errors():
     recipe = Recipe((LowRank(**setting, layers=selection),))
     recipe_json = cache.recipe_key(recipe)
-    report = cache.report(name, recipe_json)
+    report, deploying = deployed_view.attach(name, recipe_json, cache.measured(name, recipe_json))
 points.record(name, recipe_json, report, page="Low-rank", label=recipe.steps[0].describe())
-metric_row(report)
-latency_caption(report)
+deployed_view.headline(name, recipe_json, report, deploying)
 notes(report)
 
 spectra = singular_values(sample.model, chosen)

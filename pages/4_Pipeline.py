@@ -2,9 +2,9 @@
 import streamlit as st
 
 from compressor.figures.pipeline import size_waterfall, stage_accuracy
-from ui import cache, figure_cache, pipeline_cache, points
+from ui import cache, deployed_view, figure_cache, pipeline_cache, points
 from ui import pipeline_editor as editor
-from ui.display import format_bytes, latency_caption, metric_row, notes, short, show_error
+from ui.display import format_bytes, notes, short, show_error
 from ui.session import model_picker, one_of, persistent, save
 
 st.set_page_config(page_title="Pipeline · Compression Lab", page_icon="🧪", layout="wide")
@@ -69,12 +69,11 @@ def recipe_editor() -> None:
 def results(recipe_json: str) -> None:
     """The measured recipe: metrics, the size waterfall and accuracy per stage, and the stage table."""
     with st.spinner("Running the recipe (steps that train take a few seconds the first time)…"):
-        report = cache.report(name, recipe_json)
+        report, deploying = deployed_view.attach(name, recipe_json, cache.measured(name, recipe_json))
         stages = pipeline_cache.stages(name, recipe_json)
     if recipe.steps:
         points.record(name, recipe_json, report, page="Pipeline", label=recipe.describe())
-    metric_row(report)
-    latency_caption(report)
+    deployed_view.headline(name, recipe_json, report, deploying)
     notes(report)
     left, right = st.columns(2)
     left.plotly_chart(figure_cache.shared(("pipeline_waterfall", name, recipe_json), lambda: size_waterfall(stages)),

@@ -15,6 +15,7 @@ name = model_picker()
 shown = display_name(name)  # never the raw name: an own model's holds the session id
 baseline_json = cache.recipe_key(Recipe())
 points.record(name, baseline_json, cache.report(name, baseline_json), "Trade-offs", "baseline")
+points.add_finished_deployments(name)
 
 st.title("📈 Trade-offs")
 st.markdown(

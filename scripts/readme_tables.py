@@ -173,10 +173,83 @@ def _targets_sentence(targets: dict) -> str:
             f"{one(goal.format('a combined recipe', combined['min_speedup_vs_eager'], combined['min_mean_cosine']), combined)}.")
 
 
+def seconds(spread: dict | None, keys: tuple[str, ...] = ("p50", "p95")) -> str:
+    """'0.12 / 0.84 s' from a bench_room spread; '—' when nothing was measured."""
+    return "—" if not spread else " / ".join(f"{spread[k]:.2f}" for k in keys) + " s"
+
+
+def load(run: dict) -> str:
+    return " / ".join(f"{x:.1f}" for x in run["load_average_1m_5m"][:2])
+
+
+def command(run: dict) -> str:
+    """The command that measured a run, without where it also wrote its own copy (--out)."""
+    return re.sub(r" --out \S+", "", run["command"])
+
+
+def outcome(run: dict) -> str:
+    return f"{run['errors_shown']} / {run['exceptions_shown']} / {run['failed_sessions']}"
+
+
+def memory(run: dict) -> str:
+    """Before → peak → after; after is '—' for a run that did not wait for disconnected sessions to expire."""
+    m = run["server_rss_mb"]
+    if m.get("settle_s", 0) < 60:
+        return f"{m['before_mb']:.0f} → {m['during_peak_mb']:.0f} → —"
+    return f"{m['before_mb']:.0f} → {m['during_peak_mb']:.0f} → {m['after_mb']:.0f} ({m['after_mb'] / m['before_mb'] - 1:+.0%})"
+
+
+ROOM_HEADER = ["load avg (1 / 5 min)", "first render p50 / p95", "move p50 / p95 / max", "first moves p50 / p95",
+               "deployed latency shown p50 / p95", "script runs/s", "errors / exceptions / failed",
+               "RSS before → peak → after (MB)"]
+
+
+def room_row(label: str, run: dict) -> list[str]:
+    return [label, load(run), seconds(run["first_render_s"]), seconds(run["move_s"], ("p50", "p95", "max")),
+            seconds(run.get("first_move_s")), seconds(run.get("deployed_shown_after_s")),
+            f"{run['script_runs_per_s']:.1f}", outcome(run), memory(run)]
+
+
+def room() -> str:
+    r = load_results("bench_room")
+    lines = []
+    if "before" in r:
+        b = r["before"]
+        lines.append(room_row(f"before this work: {b['sessions']} sessions, a move every ~{b['think_s']:g} s", b))
+    for key in ("room", "memory"):
+        run = r[key]
+        lines.append(room_row(f"{run['sessions']} sessions, a move every ~{run['think_s']:g} s ({run['moves_per_session']} "
+                              f"each)", run))
+    room, mem = r["room"], r["memory"]["server_rss_mb"]
+    met = "met" if room["move_s"]["p95"] <= 1.0 else "not met"
+    grown = mem["after_mb"] / mem["before_mb"] - 1
+    return rows(["one process (digits-mlp)", *ROOM_HEADER], lines) + "\n" + prose(
+        f"Measured at {room['uptime'].split('up')[0].strip()} UTC and later (load average stated per row: other "
+        f"jobs shared the 2 cores, so every time is an upper bound). Target move p95 ≤ 1 s with 30 sessions: {met} "
+        f"({room['move_s']['p95']:.2f} s). Memory after 100 sessions came, worked and left ({mem['settle_s']:g} s "
+        f"after the last one): {grown:+.1%} of before (target ≤ +10%: {'met' if grown <= 0.10 else 'not met'}); "
+        f"before = after each scenario's warm-up render and move, after = once the disconnected sessions expired. "
+        f"Commands: `{command(room)}`; `{command(r['memory'])}`.")
+
+
+def room_scaling() -> str:
+    r = load_results("bench_room")
+    runs = list(r["scaling"].values())
+    lines = [[str(run["workers"]), str(run["sessions"]), *room_row("", run)[1:]] for run in runs]
+    thirty = [f"{run['workers']} process{'es' if run['workers'] > 1 else ''}: {run['move_s']['p95']:.2f} s "
+              f"({'met' if run['move_s']['p95'] <= 1.0 else 'not met'})" for run in runs if run["sessions"] == 30]
+    return rows(["processes", "sessions", *ROOM_HEADER], lines) + "\n" + prose(
+        f"Move p95 with 30 sessions against the 1 s target: {'; '.join(thirty)}. With 100 sessions a move every ~3 s "
+        "asks for more script runs per second than two cores give (each run is Python under one process's GIL), so "
+        "moves queue whatever the number of processes. RSS is the sum over the processes: each holds its own models "
+        "and caches.")
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "deep-compression": deep_compression, "sparsity-90": sparsity_90, "two-bit": two_bit,
     "distillation": distillation, "one-shot": one_shot, "criteria": criteria, "latency": latency,
     "minilm-deploy": minilm_deploy,
+    "room": room, "room-scaling": room_scaling,
 }
 
 

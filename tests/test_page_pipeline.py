@@ -59,8 +59,18 @@ def test_deep_link_opens_without_the_entry_page(page):
     assert page.code[0].value == DEEP_COMPRESSION.to_json()  # the recipe to save
 
 
+def test_the_amount_moves_in_stops_of_five_percent_and_keeps_a_loaded_value(page):
+    amount = page.select_slider(key="pipeline_0_amount")
+    assert list(amount.options) == [f"{5 * i}%" for i in range(20)] + ["99%"]  # 21 configurations, not 100
+    page.text_area(key="pipeline_json").set_value('{"steps": [{"type": "prune", "amount": 0.94, "scope": "global"}]}')
+    page.button(key="pipeline_load_json").click().run()
+    loaded = next(s for s in page.select_slider if s.label == "Amount removed")
+    assert loaded.value == 0.94 and "94%" in loaded.options  # between stops: shown and kept as loaded
+    assert_shows(page, "digits-mlp", cz.Recipe((cz.Prune(amount=0.94, scope="global"),)))
+
+
 def test_each_step_control_shows_the_core_report(page):
-    page.slider(key="pipeline_0_amount").set_value(0.6).run()
+    page.select_slider(key="pipeline_0_amount").set_value(0.6).run()
     assert_shows(page, "digits-mlp", cz.Recipe((cz.Prune(amount=0.6, scope="global"), DEEP_COMPRESSION.steps[1])))
     page.radio(key="pipeline_0_scope").set_value("layer").run()
     page.selectbox(key="pipeline_0_criterion").set_value("random").run()

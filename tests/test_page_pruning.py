@@ -68,6 +68,11 @@ def test_deep_link_shows_the_default_configuration_and_its_sweep():
     reference = sweep(sample.model, sample.data, {a: cz.Prune(amount=a) for a in amounts})
     assert 0.5 in amounts and curves["magnitude"]["y"] == reference["accuracy"].tolist()
     assert any("no speedup" in m.value for m in at.markdown)
+
+    at.sidebar.select_slider(key="prune_amount").set_value(0.7).run()  # the star moves along the same curves
+    moved = {t["name"]: t for t in chart(at, "prune_sweep_chart")["data"]}
+    assert (moved["current"]["x"], moved["current"]["y"]) == ([0.7], [expected("digits-mlp", cz.Prune(amount=0.7)).accuracy])
+    assert all(moved[c] == curves[c] for c in curves if c != "current")
     assert any("dense kernels" in i.value for i in at.info)  # the report's note that zeros do not speed it up
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from benchmarks.bench_room import Attendee, Scenario
+from benchmarks.bench_room import Attendee, Scenario, deployed_shown
 from scripts.local_server import REPO, streamlit_server
 
 
@@ -50,6 +50,41 @@ def test_picking_a_layer_reruns_only_the_layer_fragment(server: str) -> None:
     assert len(titles) == 2 and all(layer in title for title in titles), titles
 
 
+def test_a_new_configuration_polls_in_a_fragment_until_its_deployed_latency_shows(server: str) -> None:
+    """A move to a stop nobody asked for shows the eager latency at once and registers a run_every fragment; the
+    browser's timer reruns it (only it, while the job runs), and once deployed the page shows the deployed latency
+    and the timer stops."""
+    async def visit() -> tuple:
+        me = Attendee(server, Scenario("Quantization", "digits-mlp", "Bits per weight"), seed=0)
+        await me.connect()
+        try:
+            run = await me.run()
+            slider, fragment = run.widgets["Bits per weight"]
+            me.set_widget(slider, 3.0)  # no other test asks for 3 bits
+            moved = await me.run(fragment)
+            timers = dict(me.auto_reruns)
+            polls: list[float] = []
+            runs = []
+            for _ in range(20):
+                runs += await me.think(2.0, polls, [])
+                if runs and deployed_shown(runs[-1].metrics):
+                    break
+            return moved, timers, runs, dict(me.auto_reruns)
+        finally:
+            await me.close()
+
+    moved, timers, polls, after = asyncio.run(visit())
+    assert not moved.exceptions and not moved.errors
+    assert "Latency" in moved.metrics and not deployed_shown(moved.metrics)
+    assert len(timers) == 1, "no polling fragment after a move to a new configuration"
+    (poller,) = timers
+    for poll in polls[:-1]:  # still measuring: only the polling fragment ran
+        assert poll.status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY and poll.fragments == {poller}
+    assert polls and polls[-1].status == ForwardMsg.FINISHED_SUCCESSFULLY  # done: the whole page, deployed numbers
+    assert polls[-1].metrics["Latency (deployed), simulated"].endswith(" ms") and not polls[-1].exceptions  # 3 bits
+    assert not after, "the page kept polling after the deployed latency was shown"
+
+
 def test_bench_room_smoke(tmp_path: Path) -> None:
     """Two sessions render, move the slider twice each, see every move take effect and no error."""
     out = tmp_path / "room.json"
@@ -62,7 +97,7 @@ def test_bench_room_smoke(tmp_path: Path) -> None:
     assert result["failed_sessions"] == 0 and result["exceptions_shown"] == 0 and result["errors_shown"] == 0
     assert result["first_render_s"]["n"] == 2 and result["move_s"]["n"] == 4
     assert result["moves_that_changed_size"] == 4
-    assert result["script_runs"] == 6 and result["script_runs_per_s"] > 0
+    assert result["script_runs"] == 6 + result["poll_runs"] and result["script_runs_per_s"] > 0
     memory = result["server_rss_mb"]
     assert 50 < memory["before_mb"] <= memory["during_peak_mb"] and memory["after_mb"] > 50
 

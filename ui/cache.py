@@ -1,6 +1,8 @@
 """Cached calls into the core. Models are cached as shared resources (never mutated: techniques copy),
 reports as data keyed on model name + recipe JSON, with bounded size (sweeps: ui/sweeps.py); reports are also
-shared with the room's other server processes through ui/disk_cache.py when serve.sh runs several."""
+shared with the room's other server processes through ui/disk_cache.py when serve.sh runs several. A report's
+deployment on ONNX Runtime is measured once per configuration too: in a background job for the slider pages
+(`deployment_status`, ui/deploy_jobs.py), in the asking script for `report`."""
 from __future__ import annotations
 
 import streamlit as st
@@ -10,7 +12,7 @@ import compressor as cz
 from compressor.deploy import deploy, export_graph, report_from_dict, with_deployment
 from compressor import fidelity
 from compressor.pipeline import RecipeLike, as_recipe
-from ui import disk_cache, janitor, uploads
+from ui import deploy_jobs, disk_cache, janitor, uploads
 from ui.session import OWN_PREFIX, own_models
 
 
@@ -90,27 +92,52 @@ def stage_models(name: str, recipe_json: str) -> list[nn.Module]:
     return models
 
 
-@st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency, then deploying "
-               "on ONNX Runtime (export, deployed fidelity or accuracy, timing; tens of seconds for minilm-l6)…")
-def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
-    """The measured report of a recipe; latency is timed once per configuration and then reused.
-
-    Timed reports are also deployed on ONNX Runtime (integer kernels where the weights allow), so pages can show
-    the deployed latency next to eager PyTorch's. Served by several processes, reports are shared on disk.
-    """
+@st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency…")
+def measured(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
+    """The measured report of a recipe without its deployment: accuracy (or fidelity), exported file size, MACs and,
+    when `timed`, eager PyTorch latency (timed once per configuration, then reused). Served by several processes,
+    reports are shared on disk."""
     def measure() -> dict:
         s = sample(name)
         recipe = cz.Recipe.from_json(recipe_json)
         latency = cz.LatencyConfig() if timed else None
-        model = compressed(name, recipe_json)
-        ref = reference(name)
-        report = cz.evaluate(model, s.data, baseline=s.model, latency=latency, recipe=recipe.to_dict(), reference=ref)
-        if latency is not None:  # deployed fidelity (embeddings) or accuracy, ONNX Runtime latency
-            deployment, _ = deploy(model, s.data, s.model, latency, simulated_accuracy=report.accuracy, reference=ref)
-            report = with_deployment(report, deployment)
-        return report.to_dict()
+        return cz.evaluate(compressed(name, recipe_json), s.data, baseline=s.model, latency=latency,
+                           recipe=recipe.to_dict(), reference=reference(name)).to_dict()
 
     return report_from_dict(disk_cache.fetch("report", (name, recipe_json, str(timed)), measure))
+
+
+def deployment_job(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Job:
+    """The job that deploys a recipe's model on ONNX Runtime: deployed accuracy (or fidelity) and latency, timed
+    alongside the fp32 baseline. The models are resolved here, in the asking script, so the job only computes."""
+    s, model, ref = sample(name), compressed(name, recipe_json), reference(name)
+    return lambda: deploy(model, s.data, s.model, cz.LatencyConfig(), simulated_accuracy=report.accuracy,
+                          reference=ref)[0]
+
+
+def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Status:
+    """Where the recipe's deployment is (ui/deploy_jobs.py): ready, failed, or queued/running in the background
+    (asked for here, once for every session)."""
+    key = (name, recipe_json)
+    known = deploy_jobs.jobs.status(key)
+    if known is not None and known.state != "queued":
+        return known
+    return deploy_jobs.jobs.request(key, deployment_job(name, recipe_json, report))
+
+
+@st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency, then deploying "
+               "on ONNX Runtime (export, deployed fidelity or accuracy, timing; tens of seconds for minilm-l6)…")
+def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
+    """The measured report of a recipe; timed reports are also deployed on ONNX Runtime (integer kernels where the
+    weights allow), now, in this script, so pages that show one number for one configuration (Overview, Export,
+    the Trade-offs grid, Distillation) get the deployed latency next to eager PyTorch's. The slider pages show
+    `measured` at once and let the deployment run in the background (`deployment_status`); both share one
+    deployment per configuration."""
+    core = measured(name, recipe_json, timed)
+    if not timed:
+        return core
+    key = (name, recipe_json)
+    return with_deployment(core, deploy_jobs.jobs.measure(key, deployment_job(name, recipe_json, core)))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -15,6 +15,7 @@ starts. A session's own models (uploads) go much sooner: when no tab has carried
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -30,7 +31,7 @@ import streamlit as st
 import torch
 
 from compressor import list_samples
-from ui import janitor
+from ui import janitor, server_tuning
 
 MODEL = "model_name"  # the picked sample, shared by every page
 POINTS = "tradeoff_points"  # every configuration evaluated this session: (model, recipe JSON) -> row
@@ -45,6 +46,7 @@ SESSION_MAX_AGE_S = 7 * 24 * 3600
 MAX_FILE_BYTES = 5_000_000  # a session file larger than this is not read back (it is ours, but bound it anyway)
 
 _MISSING = object()
+server_tuning.apply()  # switch interval and malloc arenas for a server of many short script threads
 
 
 # ---------------------------------------------------------------- the session file
@@ -52,7 +54,12 @@ _MISSING = object()
 
 def session_dir() -> Path:
     """Where session files live: $CLAB_SESSION_DIR, or compression-lab-sessions in the system temp dir."""
-    path = Path(os.environ.get("CLAB_SESSION_DIR") or Path(tempfile.gettempdir()) / "compression-lab-sessions")
+    return _made(Path(os.environ.get("CLAB_SESSION_DIR") or Path(tempfile.gettempdir()) / "compression-lab-sessions"))
+
+
+@functools.lru_cache(maxsize=8)
+def _made(path: Path) -> Path:
+    """`path`, created once per process (not on every save: each system call hands the GIL to another thread)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
@@ -169,7 +176,12 @@ def save() -> None:
         return
     path = _file(session_id)
     scratch = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-    scratch.write_text(text, encoding="utf-8")
+    try:
+        scratch.write_text(text, encoding="utf-8")
+    except FileNotFoundError:  # the folder was removed while the server ran: make it again
+        _made.cache_clear()
+        path = _file(session_id)
+        scratch.write_text(text, encoding="utf-8")
     os.replace(scratch, path)
     st.session_state[SAVED] = text
 

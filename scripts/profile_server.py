@@ -1,0 +1,120 @@
+"""Profile a Streamlit server's script runs: `python scripts/profile_server.py OUT.pstats [streamlit run args…]`.
+
+With `--memory` instead of OUT.pstats it reports memory instead: SIGUSR1 writes /tmp/clab-memory-<pid>.txt with
+resident memory, the sessions the runtime still holds, what the shared caches hold, and resident memory again after
+glibc's malloc_trim(0) (the difference is freed memory the allocator had not returned to the system). tracemalloc
+was tried first: its snapshot of a heap with torch loaded took minutes and stalled the server.
+
+py-spy is not installed here, and cProfile only sees the thread it is enabled in, while Streamlit runs every
+rerun in a thread of its own. So this launcher wraps the function the script runner calls to execute a run
+(`exec_func_with_error_handling`) with a `cProfile.Profile` of that thread, adds each run's statistics to one
+total, and writes the total to OUT.pstats every few seconds (and the wall time of every run, with its page, to
+OUT.runs.json). Nothing in the app changes: without this launcher there is no hook at all. Read the result with
+`python -m pstats OUT.pstats` (`sort cumulative`, `stats 40`).
+
+Example, against a room:  python scripts/profile_server.py /tmp/room.pstats --server.port 8765
+                          python benchmarks/bench_room.py --url http://localhost:8765 --pid <pid>
+"""
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+import sys
+import threading
+import time
+from pathlib import Path
+
+import streamlit.runtime.scriptrunner.script_runner as script_runner
+from streamlit.web import cli
+
+REPO = Path(__file__).resolve().parents[1]
+DUMP_EVERY_S = 5.0
+
+_lock = threading.Lock()
+_total: pstats.Stats | None = None
+_runs: list[dict] = []
+_last_dump = 0.0
+
+
+def _dump(out: Path) -> None:
+    global _last_dump
+    if _total is not None:
+        _total.dump_stats(out)
+    out.with_suffix(".runs.json").write_text(json.dumps(_runs))
+    _last_dump = time.monotonic()
+
+
+def install(out: Path) -> None:
+    """Profile every run the script runner executes (full runs and fragment runs alike)."""
+    original = script_runner.exec_func_with_error_handling
+
+    def profiled(func, ctx):
+        global _total
+        profile = cProfile.Profile()
+        start = time.perf_counter()
+        profile.enable()
+        try:
+            return original(func, ctx)
+        finally:
+            profile.disable()
+            seconds = time.perf_counter() - start
+            with _lock:
+                stats = pstats.Stats(profile)
+                if _total is None:
+                    _total = stats
+                else:
+                    _total.add(stats)
+                _runs.append({"page": getattr(ctx, "page_script_hash", ""), "fragment": bool(ctx.fragment_ids_this_run),
+                              "seconds": round(seconds, 4), "at": time.time()})
+                if time.monotonic() - _last_dump > DUMP_EVERY_S:
+                    _dump(out)
+
+    script_runner.exec_func_with_error_handling = profiled
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def install_memory() -> None:
+    """A report on every SIGUSR1 (see the module docstring)."""
+    import ctypes
+    import gc
+    import signal
+
+    def report(*_) -> None:
+        lines = [f"rss_mb {_rss_mb():.1f}"]
+        gc.collect()
+        lines.append(f"rss_mb after gc.collect {_rss_mb():.1f}")
+        try:
+            from streamlit.runtime import Runtime
+            manager = Runtime.instance()._session_mgr
+            lines.append(f"sessions {len(manager.list_sessions())} active {len(manager.list_active_sessions())}")
+        except Exception as err:  # noqa: BLE001 - diagnostics only
+            lines.append(f"sessions ? ({err})")
+        modules = sys.modules
+        if "ui.figure_cache" in modules and "ui.deploy_jobs" in modules:
+            lines.append(f"figures {len(modules['ui.figure_cache']._figures)} "
+                         f"deployments {len(modules['ui.deploy_jobs'].jobs._results)}")
+        lines.append(f"threads {threading.active_count()}")
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        lines.append(f"rss_mb after malloc_trim {_rss_mb():.1f}")
+        with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
+            file.write("\n".join(lines) + "\n\n")
+
+    signal.signal(signal.SIGUSR1, report)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--memory":
+        install_memory()
+    else:
+        install(Path(sys.argv[1]))
+    sys.argv = ["streamlit", "run", str(REPO / "app.py"), "--server.headless", "true", "--server.fileWatcherType",
+                "none", "--browser.gatherUsageStats", "false", *sys.argv[2:]]
+    sys.exit(cli.main())

@@ -1,0 +1,168 @@
+"""Deployed latency in the background (ui/deploy_jobs.py, ui/deployed_view.py): one shared job per configuration,
+the newest first, bounded; a page shows the core numbers at once, the deployed ones when ready, and survives a
+slow or failing deployment."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import compressor as cz
+import ui.cache
+from compressor.deploy import deploy as real_deploy
+from ui import deploy_jobs
+from ui.deploy_jobs import DeployQueue
+
+ROOT = Path(__file__).resolve().parents[1]
+WAIT_S = 60
+
+
+def wait_for(queue: DeployQueue, key, states=("ready", "failed")) -> deploy_jobs.Status:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        status = queue.status(key)
+        if status is not None and status.state in states:
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"{key} never reached {states}")
+
+
+def test_one_job_per_configuration_shared_by_every_asker():
+    queue, calls, gate = DeployQueue(), [], threading.Event()
+
+    def job():
+        calls.append(1)
+        gate.wait(WAIT_S)
+        return "measured"
+
+    first = queue.request(("m", "r"), job)
+    second = queue.request(("m", "r"), job)
+    assert first.pending and second.pending
+    gate.set()
+    assert wait_for(queue, ("m", "r")).deployment == "measured"
+    assert queue.request(("m", "r"), job).deployment == "measured"
+    assert len(calls) == 1
+
+
+def test_newest_request_runs_first_and_the_queue_is_bounded():
+    queue, order, gate = DeployQueue(max_pending=2), [], threading.Event()
+
+    def job(name):
+        def run():
+            if name == "blocker":
+                gate.wait(WAIT_S)
+            order.append(name)
+            return name
+        return run
+
+    queue.request(("m", "blocker"), job("blocker"))
+    wait_for(queue, ("m", "blocker"), ("running",))
+    for name in ("a", "b", "c"):  # three wait behind the blocker; only two may: "a", the oldest, is dropped
+        queue.request(("m", name), job(name))
+    assert queue.status(("m", "a")) is None
+    assert queue.status(("m", "b")).waiting == 1 and queue.status(("m", "c")).waiting == 0
+    gate.set()
+    wait_for(queue, ("m", "b"))
+    assert order == ["blocker", "c", "b"]
+
+
+def test_a_failing_job_is_one_line_and_the_queue_goes_on():
+    queue = DeployQueue()
+
+    def broken():
+        raise RuntimeError("export failed\nwith a long trace")
+
+    queue.request(("m", "bad"), broken)
+    failed = wait_for(queue, ("m", "bad"))
+    assert failed.state == "failed" and failed.error == "RuntimeError: export failed"
+    queue.request(("m", "good"), lambda: "ok")
+    assert wait_for(queue, ("m", "good")).deployment == "ok"
+
+
+def test_results_are_bounded_least_recently_used_first():
+    queue = DeployQueue(max_results=2)
+    for name in ("a", "b"):
+        queue.measure(("m", name), lambda: name)
+    queue.status(("m", "a"))  # used: "b" is now the least recently used
+    queue.measure(("m", "c"), lambda: "c")
+    assert queue.status(("m", "b")) is None
+    assert queue.status(("m", "a")).deployment == "a" and queue.status(("m", "c")).deployment == "c"
+
+
+# ---------------------------------------------------------------- on the Pruning page (AppTest)
+
+
+@pytest.fixture
+def held_deploy(monkeypatch):
+    """ui.cache's deploy, held in the background worker until the test lets it go (or made to fail there); the
+    baseline, which pages deploy in their own script, is not held."""
+    deploy_jobs.jobs.clear()
+    gate, failure = threading.Event(), []
+
+    def deploy(*args, **kwargs):
+        if threading.current_thread().name == "deploy-jobs":
+            gate.wait(WAIT_S)
+            if failure:
+                raise failure[0]
+        return real_deploy(*args, **kwargs)
+
+    monkeypatch.setattr(ui.cache, "deploy", deploy)
+    yield gate, failure
+    gate.set()
+    deploy_jobs.jobs.clear()
+
+
+def open_pruning(amount: float) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages/1_Pruning.py"), default_timeout=60)
+    at.session_state["model_name"] = "digits-mlp"
+    at.session_state["prune_amount"] = amount
+    return at.run()
+
+
+def key_of(amount: float) -> tuple[str, str]:
+    return "digits-mlp", ui.cache.recipe_key(cz.Recipe((cz.Prune(amount=amount),)))
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_core_numbers_at_once_deployed_latency_once_ready(held_deploy):
+    gate, _ = held_deploy
+    started = time.monotonic()
+    at = open_pruning(0.35)  # the baseline deploys now (Overview's number); this configuration in the background
+    assert not at.exception
+    shown = metrics(at)
+    assert "Latency" in shown and "Latency (deployed)" not in shown  # eager PyTorch's, measured
+    assert shown["Accuracy"] and shown["Size (exported file)"]
+    assert any("Measuring the deployed latency" in c.value for c in at.caption)
+    assert deploy_jobs.jobs.status(key_of(0.35)).pending
+    gate.set()
+    ready = wait_for(deploy_jobs.jobs, key_of(0.35))
+    assert ready.state == "ready", ready.error
+    at.run()  # what the polling fragment's st.rerun() does
+    assert not at.exception
+    shown = metrics(at)
+    assert shown["Latency (deployed)"] == f"{ready.deployment.deployed_latency_ms:.3f} ms"
+    assert not any("Measuring the deployed latency" in c.value for c in at.caption)
+    point = at.session_state["tradeoff_points"][key_of(0.35)]
+    assert point["deployed_latency_ms"] == ready.deployment.deployed_latency_ms  # the Trade-offs point got it too
+    assert time.monotonic() - started < WAIT_S
+
+
+def test_a_failed_deployment_is_one_warning_and_the_page_still_works(held_deploy):
+    gate, failure = held_deploy
+    failure.append(RuntimeError("ONNX export refused this graph"))
+    at = open_pruning(0.45)
+    gate.set()
+    assert wait_for(deploy_jobs.jobs, key_of(0.45)).state == "failed"
+    at.run()
+    assert not at.exception
+    assert "Latency" in metrics(at) and metrics(at)["Accuracy"]
+    (warning,) = [w.value for w in at.warning if "could not be measured" in w.value]
+    assert "RuntimeError: ONNX export refused this graph" in warning
+    at.select_slider(key="prune_amount").set_value(0.55).run()  # the page goes on: another stop, another job
+    assert not at.exception and deploy_jobs.jobs.status(key_of(0.55)) is not None
