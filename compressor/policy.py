@@ -22,7 +22,11 @@ from typing import Any
 
 from torch import nn
 
+from compressor import fidelity
+from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits
+from compressor.deploy import MixedInt8
+from compressor.latency import LatencyConfig
 from compressor.layers import eligible_layers
 from compressor.low_rank import factorizable_layers
 from compressor.pipeline import compress
@@ -136,6 +140,7 @@ class Measures:
     effective_macs: int  # MACs per example with zero weights skipped
     metric: str = "accuracy"  # what `quality` is ("accuracy", "agreement", or a fidelity such as mean cosine)
     latency_ms: float | None = None  # deployed latency, filled in by an evaluator that deploys
+    baseline_latency_ms: float | None = None  # the fp32 deployment, timed in the same interleaved run
 
     @property
     def drop(self) -> float:
@@ -153,6 +158,53 @@ def report_measures(model: nn.Module, data: DataSplits, recipe: Recipe) -> Measu
 
 
 DeployedMeasure = Callable[[Recipe, list[str]], Measures]  # (recipe, layers to run as int8) -> measures
+
+
+@dataclass
+class Int8Deployment:
+    """A `DeployedMeasure` on ONNX Runtime: the recipe's model with the DEPLOYED_INT8 layers as dynamic int8 (per
+    channel) and every other layer fp32, scored on the held-out split and timed against the fp32 graph.
+
+    `Evaluator(model, data, measure_deployed=Int8Deployment(model, data))`. The fp32 graph of a recipe's model is
+    exported once (`compressor.deploy.MixedInt8`) and only re-quantized per policy; the empty recipe (pure mixed
+    precision, the usual case) reuses the graph exported here. Quality is accuracy, or for embedding data the
+    mean cosine to the uncompressed model's embeddings (baseline 1.0).
+    """
+
+    model: nn.Module
+    data: DataSplits
+    latency: LatencyConfig = field(default_factory=lambda: LatencyConfig(warmup=3, runs=20))
+    _deployments: dict[str, tuple[MixedInt8, int]] = field(default_factory=dict, repr=False)  # recipe -> (graph, MACs)
+    _baseline_quality: float | None = field(default=None, repr=False)
+    _reference: fidelity.Reference | None = field(default=None, repr=False)
+
+    def reference(self) -> fidelity.Reference | None:
+        """Embedding data: the UNcompressed model's embeddings, which every deployment is scored against."""
+        if self.data.kind == "embedding" and self._reference is None:
+            self._reference = fidelity.reference(self.model, self.data)
+        return self._reference
+
+    def deployment(self, recipe: Recipe) -> tuple[MixedInt8, int]:
+        """The exported graph (and effective MACs) of the recipe's model; only the latest recipe's is kept."""
+        key = recipe.to_json(indent=None)
+        if key not in self._deployments:
+            model = compress(self.model, recipe, self.data) if recipe.steps else self.model
+            mixed = MixedInt8(model, self.data, latency=self.latency, reference=self.reference())
+            self._deployments = {key: (mixed, totals(layer_costs(model, self.data.example_input))["effective_macs"])}
+        return self._deployments[key]
+
+    def __call__(self, recipe: Recipe, int8_layers: list[str]) -> Measures:
+        mixed, macs = self.deployment(recipe)
+        point = mixed.measure(int8_layers)
+        embedding = self.data.kind == "embedding"
+        return Measures(point.quality, 1.0 if embedding else self.baseline_quality(), point.onnx_bytes, macs,
+                        "mean cosine" if embedding else "accuracy", point.latency_ms, point.baseline_latency_ms)
+
+    def baseline_quality(self) -> float:
+        """The uncompressed model's accuracy on the held-out split (classifiers)."""
+        if self._baseline_quality is None:
+            self._baseline_quality = evaluate(self.model, self.data, latency=None).accuracy
+        return self._baseline_quality
 
 
 @dataclass
