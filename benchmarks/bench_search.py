@@ -28,12 +28,16 @@ import onnxruntime as ort  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.bench_deploy import FFN_OUTPUT  # noqa: E402
 from benchmarks.results_io import emit, load_results, results_path  # noqa: E402
 
 import compressor as cz  # noqa: E402
-from compressor.policy import FP32, Evaluator  # noqa: E402
+from compressor import fidelity  # noqa: E402
+from compressor.deploy import MixedInt8, session, session_encoder  # noqa: E402
+from compressor.latency import LatencyConfig, time_calls  # noqa: E402
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment, LayerChoice  # noqa: E402
 from compressor.search import (  # noqa: E402
-    MUTATION_ETA, SBX_ETA, SearchConfig, SearchSpace, front, hypervolume, run_search, trials_frame,
+    MUTATION_ETA, SBX_ETA, SearchConfig, SearchSpace, front, gene_units, hypervolume, run_search, trials_frame,
 )
 from compressor.sensitivity import uniform_grid  # noqa: E402
 from compressor.sweeps import pareto_mask  # noqa: E402
@@ -43,7 +47,7 @@ BITS = (FP32, 8, 6, 5, 4, 3, 2)
 AMOUNTS = (0.0, 0.95)  # both the search and the grid prune each layer by 0 to 95%
 REFERENCE_DROP = 0.20
 BUDGET_S = 60.0  # 200 trials on digits-mlp
-MINILM_TRIALS = 60
+MINILM_TRIALS = 48
 
 
 AMOUNT_STEP = 0.01  # the search's amount gene and the grid's amounts share this step
@@ -119,6 +123,148 @@ def compare(name: str, trials: int, seed: int, population: int) -> dict:
                                                     f"accuracy is at least the reference {reference[0]:.4f}",
         "search_at_least_uniform_in_reference_box_count": [sum(boxed), len(boxed)],
         "search_front": found[["quality", "bytes", "generation", "policy"]].to_dict("records"),
+    }
+
+
+# ---------------------------------------------------------------- minilm-l6: which Linear layers stay fp32
+
+
+MINILM = "minilm-l6"
+MIN_COSINE = 0.995  # the issue's constraint: deployed mean cosine to the uncompressed embeddings
+MINILM_POPULATION = 12
+SHARE = ("attention",)  # a block's query, key, value and attention output share one gene: 18 genes, not 36
+FINAL_RUNS = 40  # the closing interleaved timing run (every figure reported comes from it)
+
+
+def int8_policy(units: list[tuple[str, list[str]]], fp32_units: set[str]) -> dict[str, LayerChoice]:
+    """Every layer int8 (deployed) except those of `fp32_units`."""
+    return {name: LayerChoice(bits=FP32 if unit in fp32_units else DEPLOYED_INT8)
+            for unit, members in units for name in members}
+
+
+def greedy_fp32(evaluator: Evaluator, units: list[tuple[str, list[str]]]) -> tuple[dict, list[dict]]:
+    """The same-budget baseline, by per-layer sensitivity (AIMET-style): quantize ONE gene's layers to int8 (the rest
+    fp32) and measure the cosine drop; then, from all-int8, keep the most sensitive genes in fp32 one by one until
+    the mean cosine is at least MIN_COSINE."""
+    drops = {}
+    for unit, _ in units:
+        alone = int8_policy(units, {u for u, _ in units if u != unit})
+        drops[unit] = 1.0 - evaluator(alone).quality
+    order = sorted(drops, key=drops.get, reverse=True)
+    fp32: list[str] = []
+    steps = []
+    for unit in [None, *order]:
+        if unit is not None:
+            fp32.append(unit)
+        m = evaluator(int8_policy(units, set(fp32)))
+        steps.append({"fp32": list(fp32), "mean_cosine": m.quality, "latency_ms": m.latency_ms})
+        if m.quality >= MIN_COSINE:
+            break
+    return {"sensitivity_cosine_drop": drops, "fp32_genes": fp32}, steps
+
+
+def fastest_feasible(frame, count: int = 3) -> list[dict]:
+    """The search's feasible trials of largest speedup (ms relative to the fp32 graph timed in the same run)."""
+    ok = frame[frame["feasible"]].drop_duplicates("recipe").copy()
+    ok["speedup"] = ok["baseline_latency_ms"] / ok["latency_ms"]
+    return ok.sort_values("speedup", ascending=False).head(count).to_dict("records")
+
+
+def final_run(sample, mixed: MixedInt8, candidates: dict[str, list[str]]) -> dict:
+    """ONE interleaved timing run at batch 32, one thread: eager fp32, ORT fp32 and every candidate's deployment;
+    fidelity of each deployed graph on the held-out sentences."""
+    latency = LatencyConfig(batch_size=32, threads=1, warmup=5, runs=FINAL_RUNS)
+    sessions = {label: session(mixed.graph(layers), 1) for label, layers in candidates.items()}
+    feed = {k: v.numpy() for k, v in mixed.timed.items()}
+    calls = {"eager fp32": lambda: sample.model(**mixed.timed), "ORT fp32": lambda: mixed.fp32_session.run(None, feed)}
+    calls |= {label: (lambda s=s: s.run(None, feed)) for label, s in sessions.items()}
+    torch.set_num_threads(1)
+    flushed = torch.set_flush_denormal(True)
+    with torch.inference_mode():
+        timing = time_calls(calls, latency, flushed=flushed)
+    eager, ort_fp32 = timing["eager fp32"].median_ms, timing["ORT fp32"].median_ms
+    rows = {}
+    for label, t in timing.items():
+        row = {"latency_ms": round(t.median_ms, 2), "iqr_ms": round(t.spread_ms, 2),
+               "speedup_vs_eager": round(eager / t.median_ms, 2), "speedup_vs_ort_fp32": round(ort_fp32 / t.median_ms, 2)}
+        if label in sessions:
+            found = fidelity.measure(session_encoder(sessions[label]), sample.data, mixed.reference)
+            fp32_layers = [n for n in mixed.linear_layers if n not in candidates[label]]
+            row |= {"mean_cosine": round(found.mean_cosine, 5), "worst_cosine": round(found.worst_cosine, 5),
+                    "holds_constraint": found.mean_cosine >= MIN_COSINE, "fp32_layers": fp32_layers,
+                    "onnx_bytes": sessions_bytes(mixed, candidates[label])}
+        rows[label] = row
+    return {"batch_size": 32, "sequence_length": int(mixed.timed["input_ids"].shape[1]), "threads": 1,
+            "runs": FINAL_RUNS, "denormals_flushed": flushed, "rows": rows}
+
+
+def sessions_bytes(mixed: MixedInt8, layers: list[str]) -> int:
+    return mixed.graph(layers).ByteSize()
+
+
+def minilm(trials: int, seed: int, population: int = MINILM_POPULATION) -> dict:
+    """Mixed precision on minilm-l6: the search against greedy-by-sensitivity and the issue's hand choices."""
+    sample = cz.load_sample(MINILM)
+    deployment = Int8Deployment(sample.model, sample.data)
+    start = time.perf_counter()
+    mixed, _ = deployment.deployment(cz.Recipe(()))
+    export_seconds = time.perf_counter() - start
+    searched = Evaluator(sample.model, sample.data, measure_deployed=deployment)
+    space = SearchSpace(amounts=None, bits=(DEPLOYED_INT8, FP32), share=SHARE)
+    config = SearchConfig(trials=trials, population=population, seed=seed, objectives=("quality", "latency_ms"),
+                          max_drop=round(1.0 - MIN_COSINE, 6))
+    start = time.perf_counter()
+    study = run_search(searched, space, config)
+    search_seconds = time.perf_counter() - start
+    frame = trials_frame(study)
+    units = gene_units(mixed.linear_layers, SHARE)
+
+    greedy_evaluator = Evaluator(sample.model, sample.data, measure_deployed=deployment)
+    start = time.perf_counter()
+    greedy, steps = greedy_fp32(greedy_evaluator, units)
+    greedy_seconds = time.perf_counter() - start
+
+    def int8_of(fp32_units: set[str]) -> list[str]:
+        return [n for u, members in units if u not in fp32_units for n in members]
+
+    best = fastest_feasible(frame)
+    ffn_out = [n for n in mixed.linear_layers if FFN_OUTPUT.search(n)]
+    candidates = {"all int8 (per channel)": mixed.linear_layers,
+                  "hand: FFN output projections fp32": [n for n in mixed.linear_layers if n not in ffn_out],
+                  "greedy by sensitivity": int8_of(set(greedy["fp32_genes"]))}
+    for rank, row in enumerate(best, 1):
+        candidates[f"search #{rank}"] = [n for n, c in study.trials[row["number"]].user_attrs["policy"].items()
+                                         if c.get("bits") == DEPLOYED_INT8]
+    final = final_run(sample, mixed, candidates)
+    feasible = {k: v for k, v in final["rows"].items() if v.get("holds_constraint")}
+    search_rows = {k: v for k, v in feasible.items() if k.startswith("search")}
+    return {
+        "machine": machine(),
+        "model": MINILM,
+        "constraint": f"deployed mean cosine ≥ {MIN_COSINE} (to the uncompressed model's embeddings, "
+                      f"{len(sample.data.test.X)} held-out sentences)",
+        "deployment": "ONNX Runtime dynamic int8 (MatMulInteger), symmetric per-channel weights, inputs quantized per "
+                      "batch; fp32 layers keep MatMul. fp32 graph exported once; each policy re-quantized only",
+        "genome": f"{len(units)} binary genes (int8 or fp32): per block one for the four attention projections, one "
+                  "for the FFN input and one for the FFN output projection (36 Linear layers)",
+        "export_seconds": round(export_seconds, 1),
+        "search": {"sampler": "NSGAIISampler", "trials": trials, "population": population, "seed": seed,
+                   "objectives": ["mean cosine up", "latency_ms down (batch 32, one thread, interleaved with ORT fp32)"],
+                   "policies_measured": searched.misses, "seconds": round(search_seconds, 1),
+                   "feasible_trials": int(frame["feasible"].sum()),
+                   "fastest_feasible": [{**{k: r[k] for k in ("number", "generation", "quality", "latency_ms",
+                                                             "baseline_latency_ms", "speedup")},
+                                         "fp32_genes": [k.removesuffix(".bits") for k, v in
+                                                        study.trials[r["number"]].params.items() if v == FP32]}
+                                        for r in best]},
+        "greedy": {**greedy, "steps": steps, "policies_measured": greedy_evaluator.misses,
+                   "seconds": round(greedy_seconds, 1)},
+        "final_timing": final,
+        "answer": {
+            "search": max(search_rows.items(), key=lambda kv: kv[1]["speedup_vs_ort_fp32"])[0] if search_rows else None,
+            "fastest_holding_constraint": max(feasible.items(), key=lambda kv: kv[1]["speedup_vs_ort_fp32"])[0]
+            if feasible else None,
+        },
     }
 
 

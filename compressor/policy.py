@@ -235,7 +235,7 @@ class Evaluator:
             raise ValueError(f"bits={DEPLOYED_INT8!r} needs an evaluator that deploys int8 (ONNX Runtime); "
                              f"this one simulates quantization: choose 1 to 8 or {FP32}")
         recipe = policy_recipe(policy)
-        if not int8:
+        if not self.deploys_int8:  # a deploying evaluator measures every policy deployed, with or without int8 layers
             return self.recipe(recipe)
         key = recipe.to_json(indent=None) + " int8:" + ",".join(int8)
         if key not in self.cache:
