@@ -75,17 +75,33 @@ def best_within(points: list[dict], size: int) -> float | None:
     return max(inside) if inside else None
 
 
-def compare(name: str, trials: int, seed: int, population: int) -> dict:
-    sample = cz.load_sample(name)
-    fp32_bytes = 4 * sum(p.numel() for p in sample.model.parameters())
+def searched(sample, trials: int, seed: int, population: int) -> tuple[object, float, int]:
+    """One seeded search: its trials table, wall time and recipes measured (a fresh cache: nothing shared)."""
     config = SearchConfig(trials=trials, population=population, seed=seed, objectives=("quality", "bytes"))
     evaluator = Evaluator(sample.model, sample.data)
     start = time.perf_counter()
     study = run_search(evaluator, SearchSpace(amounts=AMOUNTS, amount_step=AMOUNT_STEP, bits=BITS), config)
-    seconds = time.perf_counter() - start
-    frame = trials_frame(study)
+    return trials_frame(study), time.perf_counter() - start, evaluator.misses
+
+
+def at_equal_size(points: list[dict], u_front: list[dict], reference: tuple[float, float]) -> tuple[list[dict], list[bool], list[bool]]:
+    """Per grid-front point: the search's best accuracy within its size; wins overall and inside the reference box."""
+    rows = []
+    for p in u_front:
+        best = best_within(points, p["bytes"])
+        rows.append({"bytes": p["bytes"], "uniform": p["label"], "uniform_accuracy": p["quality"],
+                     "search_accuracy": best, "search_minus_uniform_points":
+                         None if best is None else round(100 * (best - p["quality"]), 2),
+                     "in_reference_box": bool(p["quality"] >= reference[0])})
+    wins = [r["search_accuracy"] is not None and r["search_accuracy"] >= r["uniform_accuracy"] for r in rows]
+    return rows, wins, [w for w, r in zip(wins, rows) if r["in_reference_box"]]
+
+
+def compare(name: str, trials: int, seed: int, population: int, other_seeds: int) -> dict:
+    sample = cz.load_sample(name)
+    fp32_bytes = 4 * sum(p.numel() for p in sample.model.parameters())
+    frame, seconds, measured = searched(sample, trials, seed, population)
     found = front(frame, ("quality", "bytes"))
-    searched = frame[["quality", "bytes"]].to_dict("records")
 
     uniform = uniform_frame(Evaluator(sample.model, sample.data), trials)
     u = np.array([[p["quality"], p["bytes"]] for p in uniform])
@@ -94,34 +110,35 @@ def compare(name: str, trials: int, seed: int, population: int) -> dict:
     baseline = float(frame["baseline_quality"].iloc[0])
     reference = (baseline - REFERENCE_DROP, fp32_bytes)
     box = REFERENCE_DROP * fp32_bytes
-    at_size = []
-    for p in u_front:
-        best = best_within(searched, p["bytes"])
-        at_size.append({"bytes": p["bytes"], "uniform": p["label"], "uniform_accuracy": p["quality"],
-                        "search_accuracy": best, "search_minus_uniform_points":
-                            None if best is None else round(100 * (best - p["quality"]), 2),
-                        "in_reference_box": bool(p["quality"] >= reference[0])})
-    wins = [r["search_accuracy"] is not None and r["search_accuracy"] >= r["uniform_accuracy"] for r in at_size]
-    boxed = [w for w, r in zip(wins, at_size) if r["in_reference_box"]]
+    rows, wins, boxed = at_equal_size(frame[["quality", "bytes"]].to_dict("records"), u_front, reference)
+    seeds = []
+    for other in range(seed + 1, seed + 1 + other_seeds):  # the same comparison for other seeds: how typical seed 0 is
+        f, _, _ = searched(sample, trials, other, population)
+        _, w, b = at_equal_size(f[["quality", "bytes"]].to_dict("records"), u_front, reference)
+        seeds.append({"seed": other, "search_at_least_uniform_count": [sum(w), len(w)],
+                      "in_reference_box_count": [sum(b), len(b)],
+                      "hypervolume_search": hypervolume(f["quality"], f["bytes"], reference) / box})
     return {
         "model": name,
         "population": population,
+        "seed": seed,
         "baseline_accuracy": baseline,
         "fp32_bytes": fp32_bytes,
         "evaluations_each": trials,
         "uniform_grid": {"amounts": len(uniform_amounts(trials)), "bits": list(BITS), "evaluations": len(uniform)},
         "search_seconds": round(seconds, 2),
-        "search_recipes_measured": evaluator.misses,
+        "search_recipes_measured": measured,
         "hypervolume_search": hypervolume(frame["quality"], frame["bytes"], reference) / box,
         "hypervolume_uniform": hypervolume(u[:, 0], u[:, 1], reference) / box,
         "reference_point": {"accuracy": reference[0], "bytes": reference[1]},
         "at_equal_size_definition": AT_EQUAL_SIZE,
-        "at_equal_size": at_size,
+        "at_equal_size": rows,
         "search_at_least_uniform": f"search ≥ grid at {sum(wins)} of {len(wins)} sizes",
         "search_at_least_uniform_count": [sum(wins), len(wins)],
         "search_at_least_uniform_in_reference_box": f"search ≥ grid at {sum(boxed)} of {len(boxed)} sizes whose grid "
                                                     f"accuracy is at least the reference {reference[0]:.4f}",
         "search_at_least_uniform_in_reference_box_count": [sum(boxed), len(boxed)],
+        "other_seeds": seeds,
         "search_front": found[["quality", "bytes", "generation", "policy"]].to_dict("records"),
     }
 
@@ -280,7 +297,7 @@ def digits(args: argparse.Namespace) -> dict:
                "search": {"sampler": "NSGAIISampler", "crossover": f"SBX (eta {SBX_ETA:g})",
                           "mutation": f"polynomial (eta {MUTATION_ETA:g})", "bit_width_gene": "ordinal (index in bit order)",
                           "warm_start": "first generation = uniform policies spread over the space (enqueue_trial)"},
-               "samples": [compare(name, args.trials, args.seed, args.population) for name in SAMPLES]}
+               "samples": [compare(name, args.trials, args.seed, args.population, args.other_seeds) for name in SAMPLES]}
     results["within_budget"] = results["samples"][0]["search_seconds"] <= BUDGET_S
     return results
 
@@ -292,17 +309,18 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=20)
     parser.add_argument("--part", choices=("all", "digits", "minilm"), default="all",
                         help="run one part; the other part's last results are kept in the JSON")
+    parser.add_argument("--other-seeds", type=int, default=4, help="digits: also count wins for this many other seeds")
     parser.add_argument("--minilm-trials", type=int, default=MINILM_TRIALS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    previous = load_results("bench_search") if results_path("bench_search").exists() else {}
-    results = {"digits": previous.get("digits"), "minilm_mixed_precision": previous.get("minilm_mixed_precision")}
+    fresh = {}
     if args.part in ("all", "digits"):
-        results["digits"] = digits(args)
+        fresh["digits"] = digits(args)
     if args.part in ("all", "minilm"):
-        results["minilm_mixed_precision"] = minilm(args.minilm_trials, args.seed)
-    emit(results, __file__)
+        fresh["minilm_mixed_precision"] = minilm(args.minilm_trials, args.seed)
+    previous = load_results("bench_search") if results_path("bench_search").exists() else {}  # read last: runs may overlap
+    emit({part: fresh.get(part, previous.get(part)) for part in ("digits", "minilm_mixed_precision")}, __file__)
 
 
 if __name__ == "__main__":
