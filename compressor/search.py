@@ -6,7 +6,11 @@ MACs (or a deploying evaluator's latency) down. Constraints go through `trial.se
 samplers' `constraints_func` is deprecated); NSGA-II ranks a feasible trial above any infeasible one.
 
 Optuna 5's default multi-objective sampler is TPE, so `NSGAIISampler` is chosen explicitly, seeded: one worker
-with the same settings evaluates the same policies in the same order. Several workers (processes or machines)
+with the same settings evaluates the same policies in the same order. What makes it beat a uniform grid of the same
+budget (benchmarks/bench_search.py): the first generation is a spread of uniform policies (`enqueue_trial`, then
+`join_generation` so NSGA-II breeds from them), bit widths are ordinal genes, and crossover and mutation are the
+original NSGA-II's (SBX, polynomial), which keep children near good parents. Layers inside one module (e.g. a
+Transformer block's `attention`) may share one gene (`SearchSpace.share`) when a budget is too small for one each. Several workers (processes or machines)
 share a study through an Optuna storage: `compressor.workers.open_storage` (journal file for one machine, PostgreSQL for
 many) and `compressor.workers.work` (until the study holds exactly N complete trials, whatever the number of
 workers).
