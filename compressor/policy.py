@@ -6,7 +6,8 @@ A policy gives each layer up to three choices, any of them left out:
 
 - `amount`: fraction of the layer's weights pruned (magnitude, per layer), 0 to 0.99;
 - `bits`: 1–8 bits per weight (uniform affine, per output channel), `FP32` (32: keep fp32), or `DEPLOYED_INT8`
-  (int8 in a deployed runtime; only an evaluator that deploys can measure it, see `Evaluator.deploys_int8`);
+  (int8 in a deployed runtime; only an evaluator that deploys can measure it, see `Evaluator.deploys_int8` and
+  `Int8Deployment`: ONNX Runtime's dynamic int8 on exactly those layers, the rest fp32: mixed precision);
 - `rank_ratio`: truncated SVD keeping this fraction of min(m, n) singular values (1.0: not factorized).
 
 A policy is not a new kind of pipeline: `policy_recipe` turns it into an ordinary `Recipe` (low-rank, then
@@ -215,7 +216,9 @@ class Evaluator:
     scored by fidelity (minilm-l6: mean cosine to the fp32 embeddings) passes one whose `Measures.quality` is that
     fidelity and `metric` says so. `measure_deployed` is how "int8 deployed" plugs in: given the policy's recipe
     (DEPLOYED_INT8 layers left unquantized in it) and those layers, it exports, quantizes them to int8 in the
-    deployed runtime, and fills `Measures.latency_ms` (the "latency_ms" objective of the search).
+    deployed runtime, and fills `Measures.latency_ms` (the "latency_ms" objective of the search). With one given,
+    EVERY policy is measured deployed (no int8 layer: the fp32 graph), so all trials share one kind of number;
+    `Int8Deployment` is the ONNX Runtime one.
     """
 
     model: nn.Module
