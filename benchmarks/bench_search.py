@@ -84,7 +84,8 @@ def searched(sample, trials: int, seed: int, population: int) -> tuple[object, f
     return trials_frame(study), time.perf_counter() - start, evaluator.misses
 
 
-def at_equal_size(points: list[dict], u_front: list[dict], reference: tuple[float, float]) -> tuple[list[dict], list[bool], list[bool]]:
+def at_equal_size(points: list[dict], u_front: list[dict],
+                  reference: tuple[float, float]) -> tuple[list[dict], list[bool], list[bool]]:
     """Per grid-front point: the search's best accuracy within its size; wins overall and inside the reference box."""
     rows = []
     for p in u_front:
@@ -182,7 +183,7 @@ def greedy_fp32(evaluator: Evaluator, units: list[tuple[str, list[str]]]) -> tup
 
 def fastest_feasible(frame, count: int = 3) -> list[dict]:
     """The search's feasible trials of largest speedup (ms relative to the fp32 graph timed in the same run)."""
-    ok = frame[frame["feasible"]].drop_duplicates("recipe").copy()
+    ok = frame[frame["feasible"]].drop_duplicates("policy").copy()
     ok["speedup"] = ok["baseline_latency_ms"] / ok["latency_ms"]
     return ok.sort_values("speedup", ascending=False).head(count).to_dict("records")
 

@@ -310,7 +310,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         rows.append({"number": t.number, "generation": t.system_attrs.get(GENERATION_KEY, 0),
-                     "baseline_latency_ms": None, **t.user_attrs["measures"], "feasible": all(v <= 0 for v in t.constraints.values()),
+                     "baseline_latency_ms": None, **t.user_attrs["measures"],
+                     "feasible": all(v <= 0 for v in t.constraints.values()),
                      "policy": t.user_attrs.get("description", ""), "recipe": t.user_attrs["recipe"]})
     columns = ["number", "generation", "quality", "baseline_quality", "bytes", "effective_macs", "metric",
                "latency_ms", "baseline_latency_ms", "feasible", "policy", "recipe"]
@@ -320,7 +321,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 def front(frame: pd.DataFrame, objectives: Sequence[str], up_to_generation: int | None = None) -> pd.DataFrame:
     """The feasible non-dominated rows (of generations ≤ `up_to_generation`, if given), smallest file first."""
     rows = frame if up_to_generation is None else frame[frame["generation"] <= up_to_generation]
-    rows = rows[rows["feasible"]].drop_duplicates("recipe")
+    rows = rows[rows["feasible"]].drop_duplicates("policy")  # not "recipe": int8-deployed layers are not in it
     if rows.empty:
         return rows
     mask = pareto_mask(rows[list(objectives)].to_numpy(float), [OBJECTIVES[o] == "maximize" for o in objectives])

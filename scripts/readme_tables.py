@@ -147,7 +147,8 @@ def search() -> str:
                   f"{max(o['search_at_least_uniform_count'][0] for o in seeds)} of {total}") if seeds else "—"
         lines.append([r["model"], f"**{r['hypervolume_search']:.3f}**" if r["hypervolume_search"] > r["hypervolume_uniform"]
                       else f"{r['hypervolume_search']:.3f}", f"{r['hypervolume_uniform']:.3f}",
-                      (f"**{won} of {total}**" if won == total else f"{won} of {total}") + lost, f"{boxed} of {box_total}", others, f"{r['search_seconds']:.0f} s"])
+                      (f"**{won} of {total}**" if won == total else f"{won} of {total}") + lost,
+                      f"{boxed} of {box_total}", others, f"{r['search_seconds']:.0f} s"])
     mlp = part["samples"][0]
     return rows(["model", "hypervolume, search", "hypervolume, uniform grid", "search ≥ grid at the grid's front sizes",
                  "… of them within the reference box", "other seeds (1–4)", f"{mlp['evaluations_each']} trials"],

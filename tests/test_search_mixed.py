@@ -9,7 +9,7 @@ from compressor.deploy import MixedInt8, outputs, session
 from compressor.inference import score
 from compressor.latency import LatencyConfig
 from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment, LayerChoice
-from compressor.search import SearchConfig, SearchSpace, run_search, trials_frame
+from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 QUICK = LatencyConfig(batch_size=32, threads=1, warmup=1, runs=20)
@@ -58,5 +58,9 @@ def test_mixed_precision_search_goes_through_measure_deployed(sample):
     study = run_search(evaluator, SearchSpace(amounts=None, bits=(DEPLOYED_INT8, FP32)), config)
     frame = trials_frame(study)
     assert len(frame) == 4 and frame["latency_ms"].notna().all()
+    # one recipe (int8-deployed layers are not simulated), several policies: the front tells them apart
+    assert frame["recipe"].nunique() == 1 and frame["policy"].nunique() >= 2
+    best = front(frame, ("quality", "latency_ms"))
+    assert len(best) >= 1 and best["policy"].is_unique
     assert study.trials[0].params == {f"fc{i}.bits": DEPLOYED_INT8 for i in (1, 2, 3)}  # warm start: all int8 ...
     assert study.trials[1].params == {f"fc{i}.bits": FP32 for i in (1, 2, 3)}  # ... and all fp32
