@@ -166,7 +166,7 @@ def mixed_precision() -> str:
     for label, row in final["rows"].items():
         fp32 = row.get("fp32_layers")
         kept = "all" if label.endswith("fp32") and fp32 is None else (
-            "none" if not fp32 else f"{len(fp32)}: " + ", ".join(_short(n) for n in fp32))
+            "none" if not fp32 else f"{len(fp32)}: " + ", ".join(_short(n) for n in fp32[:8]) + (", …" if len(fp32) > 8 else ""))
         cosine = f"{row['mean_cosine']:.4f} / {row['worst_cosine']:.4f}" if "mean_cosine" in row else "1 (reference)"
         holds = "" if "holds_constraint" not in row else (" ✓" if row["holds_constraint"] else " ✗")
         lines.append([label, kept, cosine + holds, f"{row['latency_ms']:.0f} ms",
