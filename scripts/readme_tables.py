@@ -180,7 +180,18 @@ def mixed_precision() -> str:
         f"sensitivity: {g['policies_measured']} policies in {g['seconds'] / 60:.0f} min. Every row above comes from ONE "
         f"closing interleaved run ({final['runs']} runs each, batch {final['batch_size']} of {final['sequence_length']} "
         f"tokens, {final['threads']} thread, load average {r['machine']['load_average_1m']}: upper bounds). Fastest "
-        f"deployment holding the constraint: {answer['fastest_holding_constraint']}.")
+        f"deployment holding the constraint: {answer['fastest_holding_constraint']}" + _verdict(final["rows"], answer) + ".")
+
+
+def _verdict(table: dict, answer: dict) -> str:
+    """The search's answer against greedy's, in words."""
+    found, greedy = table.get(answer["search"] or ""), table.get("greedy by sensitivity")
+    if found is None or greedy is None:
+        return "; the search found no deployment holding the constraint"
+    better = found["speedup_vs_ort_fp32"] >= greedy["speedup_vs_ort_fp32"]
+    return (f"; the search's best ({answer['search']}: {len(found['fp32_layers'])} layers fp32, "
+            f"{found['speedup_vs_ort_fp32']:.2f}×) {'matches or beats' if better else 'does NOT beat'} greedy's "
+            f"({len(greedy['fp32_layers'])} layers fp32, {greedy['speedup_vs_ort_fp32']:.2f}×)")
 
 
 def _short(layer: str) -> str:
