@@ -321,7 +321,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 def front(frame: pd.DataFrame, objectives: Sequence[str], up_to_generation: int | None = None) -> pd.DataFrame:
     """The feasible non-dominated rows (of generations ≤ `up_to_generation`, if given), smallest file first."""
     rows = frame if up_to_generation is None else frame[frame["generation"] <= up_to_generation]
-    rows = rows[rows["feasible"]].drop_duplicates("policy")  # not "recipe": int8-deployed layers are not in it
+    rows = rows[rows["feasible"]].drop_duplicates(["policy", "recipe"])  # int8-deployed layers are not in "recipe"
     if rows.empty:
         return rows
     mask = pareto_mask(rows[list(objectives)].to_numpy(float), [OBJECTIVES[o] == "maximize" for o in objectives])
