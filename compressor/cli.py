@@ -21,7 +21,7 @@ from compressor.models import (
     parse_shape, random_data, weights_digest,
 )
 from compressor.pipeline import compress
-from compressor.policy import DEPLOYED_INT8, FP32, Evaluator
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment
 from compressor.recipe import Recipe
 from compressor.report import Report, evaluate
 from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
@@ -259,8 +259,12 @@ def _floats(text: str, name: str, count: int | None = None) -> tuple:
     return tuple(values)
 
 
-def _sample_evaluator(model: str):
+def _sample_evaluator(model: str, deployed: bool = False):
+    """The sample's evaluator; `deployed`: every policy deployed on ONNX Runtime (int8-deployed layers as dynamic
+    int8, the rest fp32), with deployed quality and latency (batch 32, one thread, against the fp32 graph)."""
     sample = load_sample(model)
+    if deployed:
+        return Evaluator(sample.model, sample.data, measure_deployed=Int8Deployment(sample.model, sample.data))
     return Evaluator(sample.model, sample.data)
 
 
@@ -272,12 +276,14 @@ def cmd_search(args: argparse.Namespace) -> None:
         amounts=None if args.amounts == "off" else _floats(args.amounts, "amounts", 2),
         bits=None if args.bits == "off" else _floats(args.bits, "bits"),
         rank_ratios=None if args.rank_ratios == "off" else _floats(args.rank_ratios, "rank-ratios", 2),
+        share=tuple(part.strip() for part in args.share.split(",") if part.strip()),
     )
     config = SearchConfig(trials=args.trials, population=args.population, seed=args.seed,
                           objectives=tuple(args.objectives.split(",")), max_drop=args.max_drop, max_bytes=args.max_bytes)
     storage_url = args.storage or f"{args.study}.journal.log"
     storage = open_storage(storage_url, heartbeat_interval=args.heartbeat, grace_period=args.grace)
-    study = run_search(_sample_evaluator(args.model), space, config, storage=storage, study_name=args.study)
+    deployed = "latency_ms" in config.objectives or DEPLOYED_INT8 in (space.bits or ())
+    study = run_search(_sample_evaluator(args.model, deployed), space, config, storage=storage, study_name=args.study)
     frame = trials_frame(study)
     best = front(frame, config.objectives)
     if args.json:
@@ -287,7 +293,8 @@ def cmd_search(args: argparse.Namespace) -> None:
         return
     print(f"study {args.study!r} on {storage_url}: {len(frame)} complete trials; Pareto front ({len(best)} points):")
     shown = best.assign(quality=best["quality"].map("{:.2%}".format))
-    print(shown[["number", "generation", "quality", "bytes", "effective_macs", "policy"]].to_string(index=False))
+    columns = ["number", "generation", "quality", "bytes", "effective_macs"] + (["latency_ms"] if deployed else [])
+    print(shown[columns + ["policy"]].to_string(index=False))
     print("(--json gives each point's recipe)")
 
 
@@ -363,11 +370,16 @@ def _add_search_parsers(sub) -> None:
     cmd.add_argument("--study", default="search", help="study name; workers with the same name share the work")
     cmd.add_argument("--population", type=int, default=20, help="NSGA-II population size (2 to 1000)")
     cmd.add_argument("--seed", type=int, default=0)
-    cmd.add_argument("--objectives", default="quality,bytes,effective_macs", help="comma-separated: quality, bytes, effective_macs")
+    cmd.add_argument("--objectives", default="quality,bytes,effective_macs",
+                     help="comma-separated: quality, bytes, effective_macs, latency_ms (deploys every policy on ONNX Runtime)")
     cmd.add_argument("--max-drop", type=float, help="constraint: accuracy drop at most this fraction (0.01 = 1 point)")
     cmd.add_argument("--max-bytes", type=int, help="constraint: exported file at most this many bytes")
     cmd.add_argument("--amounts", default="0,0.95", help="pruning amount range low,high, or off")
-    cmd.add_argument("--bits", default="fp32,8,6,5,4,3,2", help="bit-width choices, or off")
+    cmd.add_argument("--bits", default="fp32,8,6,5,4,3,2",
+                     help="bit-width choices, or off; int8-deployed = dynamic int8 on ONNX Runtime (mixed precision: "
+                          "--amounts off --bits int8-deployed,fp32 --objectives quality,latency_ms)")
+    cmd.add_argument("--share", default="", help="module names whose layers share one gene, e.g. attention (a block's "
+                                                 "query, key, value and output projections together)")
     cmd.add_argument("--rank-ratios", default="off", help="rank-ratio range low,high (1.0: not factorized), or off")
     cmd.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help="PostgreSQL heartbeat interval, seconds")
     cmd.add_argument("--grace", type=int, default=GRACE_S, help="PostgreSQL: seconds without heartbeat before a trial is retried")

@@ -588,3 +588,75 @@ def evaluate_deployed(model: nn.Module, data: DataSplits, baseline: nn.Module | 
     report = evaluate(model, data, baseline=baseline, latency=latency, recipe=recipe, reference=reference)
     deployment, _ = deploy(model, data, baseline, latency, simulated_accuracy=report.accuracy, reference=reference)
     return with_deployment(report, deployment)
+
+
+# ---------------------------------------------------------------- mixed precision: chosen Linear layers in int8
+
+
+@dataclass(frozen=True)
+class MixedPoint:
+    """One mixed-precision deployment, measured: quality of the deployed graph and its latency, timed interleaved
+    with the fp32 graph on the same batch (so the ratio holds under a shared machine's changing load)."""
+
+    int8_layers: tuple[str, ...]  # Linear layers run as dynamic int8; every other layer stays fp32
+    quality: float  # accuracy, or mean cosine to the uncompressed embeddings (embedding data)
+    worst_cosine: float | None  # embedding data: the worst held-out sentence's cosine
+    latency_ms: float  # median per batch
+    baseline_latency_ms: float  # the fp32 graph, same run
+    onnx_bytes: int
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline_latency_ms / self.latency_ms
+
+
+class MixedInt8:
+    """One model deployed with a chosen set of Linear layers as dynamic int8 (symmetric, per channel unless told
+    otherwise: ONNX Runtime's MatMulInteger, the input quantized per batch) and every other layer in fp32.
+
+    The fp32 graph is exported ONCE; each `measure(layers)` only re-quantizes it (`int8_graph`, i.e.
+    `quantize_dynamic` with `nodes_to_quantize` = those layers' MatMul nodes), so a mixed-precision search pays
+    for quantization, scoring and timing, never for another export. The fp32 session is the timing baseline.
+    """
+
+    def __init__(self, model: nn.Module, data: DataSplits, per_channel: bool = True,
+                 latency: LatencyConfig = LatencyConfig(warmup=3, runs=20),
+                 reference: fidelity.Reference | None = None) -> None:
+        self.model, self.data, self.latency = model, data, latency
+        self.plan = KernelPlan("int8", per_channel=per_channel, symmetric=True)
+        example, axes = export_inputs(data)
+        self.fp32 = gemm_to_matmul(to_onnx(model, example, axes))
+        self.fp32_session = session(self.fp32, latency.threads)
+        if data.kind == "embedding" and reference is None:
+            reference = fidelity.reference(model, data)
+        self.reference = reference
+        self.timed = token_inputs(batch_of(data.test.X, latency.batch_size)) if data.kind == "embedding" else data.test.X
+
+    @property
+    def linear_layers(self) -> list[str]:
+        """Layers that can run as int8 here: the Linear layers (convolutions would need static calibration)."""
+        return [name for name, m in eligible_layers(self.model).items() if isinstance(m, nn.Linear)]
+
+    def graph(self, layers: tuple[str, ...] | list[str]) -> onnx.ModelProto:
+        """The fp32 graph with exactly `layers` quantized to dynamic int8 (no layers: the fp32 graph itself)."""
+        unknown = sorted(set(layers) - set(self.linear_layers))
+        if unknown:
+            raise ValueError(f"layer(s) {', '.join(unknown)} are not Linear layers of the model; int8 mixed precision "
+                             f"chooses among: {', '.join(self.linear_layers)}")
+        if not layers:
+            return self.fp32
+        return int8_graph(self.fp32, replace(self.plan, layers=tuple(layers)), self.timed)
+
+    def measure(self, layers: tuple[str, ...] | list[str]) -> MixedPoint:
+        """Deploy with `layers` in int8, score on the held-out split, time against the fp32 graph."""
+        proto = self.graph(layers)
+        sess = session(proto, self.latency.threads)
+        worst = None
+        if self.data.kind == "embedding":
+            found = fidelity.measure(session_encoder(sess), self.data, self.reference)
+            quality, worst = found.mean_cosine, found.worst_cosine
+        else:
+            quality, _ = score(outputs(sess, self.data.test.X).argmax(dim=-1), self.data.test.y)
+        timing = time_sessions({"model": sess, "baseline": self.fp32_session}, self.timed, self.latency)
+        return MixedPoint(tuple(layers), quality, worst, timing["model"].median_ms, timing["baseline"].median_ms,
+                          proto.ByteSize())

@@ -6,7 +6,8 @@ A policy gives each layer up to three choices, any of them left out:
 
 - `amount`: fraction of the layer's weights pruned (magnitude, per layer), 0 to 0.99;
 - `bits`: 1–8 bits per weight (uniform affine, per output channel), `FP32` (32: keep fp32), or `DEPLOYED_INT8`
-  (int8 in a deployed runtime; only an evaluator that deploys can measure it, see `Evaluator.deploys_int8`);
+  (int8 in a deployed runtime; only an evaluator that deploys can measure it, see `Evaluator.deploys_int8` and
+  `Int8Deployment`: ONNX Runtime's dynamic int8 on exactly those layers, the rest fp32: mixed precision);
 - `rank_ratio`: truncated SVD keeping this fraction of min(m, n) singular values (1.0: not factorized).
 
 A policy is not a new kind of pipeline: `policy_recipe` turns it into an ordinary `Recipe` (low-rank, then
@@ -22,7 +23,11 @@ from typing import Any
 
 from torch import nn
 
+from compressor import fidelity
+from compressor.costs import layer_costs, totals
 from compressor.data import DataSplits
+from compressor.deploy import MixedInt8
+from compressor.latency import LatencyConfig
 from compressor.layers import eligible_layers
 from compressor.low_rank import factorizable_layers
 from compressor.pipeline import compress
@@ -136,6 +141,7 @@ class Measures:
     effective_macs: int  # MACs per example with zero weights skipped
     metric: str = "accuracy"  # what `quality` is ("accuracy", "agreement", or a fidelity such as mean cosine)
     latency_ms: float | None = None  # deployed latency, filled in by an evaluator that deploys
+    baseline_latency_ms: float | None = None  # the fp32 deployment, timed in the same interleaved run
 
     @property
     def drop(self) -> float:
@@ -156,6 +162,53 @@ DeployedMeasure = Callable[[Recipe, list[str]], Measures]  # (recipe, layers to 
 
 
 @dataclass
+class Int8Deployment:
+    """A `DeployedMeasure` on ONNX Runtime: the recipe's model with the DEPLOYED_INT8 layers as dynamic int8 (per
+    channel) and every other layer fp32, scored on the held-out split and timed against the fp32 graph.
+
+    `Evaluator(model, data, measure_deployed=Int8Deployment(model, data))`. The fp32 graph of a recipe's model is
+    exported once (`compressor.deploy.MixedInt8`) and only re-quantized per policy; the empty recipe (pure mixed
+    precision, the usual case) reuses the graph exported here. Quality is accuracy, or for embedding data the
+    mean cosine to the uncompressed model's embeddings (baseline 1.0).
+    """
+
+    model: nn.Module
+    data: DataSplits
+    latency: LatencyConfig = field(default_factory=lambda: LatencyConfig(warmup=3, runs=20))
+    _deployments: dict[str, tuple[MixedInt8, int]] = field(default_factory=dict, repr=False)  # recipe -> (graph, MACs)
+    _baseline_quality: float | None = field(default=None, repr=False)
+    _reference: fidelity.Reference | None = field(default=None, repr=False)
+
+    def reference(self) -> fidelity.Reference | None:
+        """Embedding data: the UNcompressed model's embeddings, which every deployment is scored against."""
+        if self.data.kind == "embedding" and self._reference is None:
+            self._reference = fidelity.reference(self.model, self.data)
+        return self._reference
+
+    def deployment(self, recipe: Recipe) -> tuple[MixedInt8, int]:
+        """The exported graph (and effective MACs) of the recipe's model; only the latest recipe's is kept."""
+        key = recipe.to_json(indent=None)
+        if key not in self._deployments:
+            model = compress(self.model, recipe, self.data) if recipe.steps else self.model
+            mixed = MixedInt8(model, self.data, latency=self.latency, reference=self.reference())
+            self._deployments = {key: (mixed, totals(layer_costs(model, self.data.example_input))["effective_macs"])}
+        return self._deployments[key]
+
+    def __call__(self, recipe: Recipe, int8_layers: list[str]) -> Measures:
+        mixed, macs = self.deployment(recipe)
+        point = mixed.measure(int8_layers)
+        embedding = self.data.kind == "embedding"
+        return Measures(point.quality, 1.0 if embedding else self.baseline_quality(), point.onnx_bytes, macs,
+                        "mean cosine" if embedding else "accuracy", point.latency_ms, point.baseline_latency_ms)
+
+    def baseline_quality(self) -> float:
+        """The uncompressed model's accuracy on the held-out split (classifiers)."""
+        if self._baseline_quality is None:
+            self._baseline_quality = evaluate(self.model, self.data, latency=None).accuracy
+        return self._baseline_quality
+
+
+@dataclass
 class Evaluator:
     """Measures policies of one model, remembering each one's measures: a policy seen before costs nothing.
 
@@ -163,7 +216,9 @@ class Evaluator:
     scored by fidelity (minilm-l6: mean cosine to the fp32 embeddings) passes one whose `Measures.quality` is that
     fidelity and `metric` says so. `measure_deployed` is how "int8 deployed" plugs in: given the policy's recipe
     (DEPLOYED_INT8 layers left unquantized in it) and those layers, it exports, quantizes them to int8 in the
-    deployed runtime, and fills `Measures.latency_ms` (the "latency_ms" objective of the search).
+    deployed runtime, and fills `Measures.latency_ms` (the "latency_ms" objective of the search). With one given,
+    EVERY policy is measured deployed (no int8 layer: the fp32 graph), so all trials share one kind of number;
+    `Int8Deployment` is the ONNX Runtime one.
     """
 
     model: nn.Module
@@ -183,7 +238,7 @@ class Evaluator:
             raise ValueError(f"bits={DEPLOYED_INT8!r} needs an evaluator that deploys int8 (ONNX Runtime); "
                              f"this one simulates quantization: choose 1 to 8 or {FP32}")
         recipe = policy_recipe(policy)
-        if not int8:
+        if not self.deploys_int8:  # a deploying evaluator measures every policy deployed, with or without int8 layers
             return self.recipe(recipe)
         key = recipe.to_json(indent=None) + " int8:" + ",".join(int8)
         if key not in self.cache:

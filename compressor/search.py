@@ -6,13 +6,18 @@ MACs (or a deploying evaluator's latency) down. Constraints go through `trial.se
 samplers' `constraints_func` is deprecated); NSGA-II ranks a feasible trial above any infeasible one.
 
 Optuna 5's default multi-objective sampler is TPE, so `NSGAIISampler` is chosen explicitly, seeded: one worker
-with the same settings evaluates the same policies in the same order. Several workers (processes or machines)
+with the same settings evaluates the same policies in the same order. What makes it beat a uniform grid of the same
+budget (benchmarks/bench_search.py): the first generation is a spread of uniform policies (`enqueue_trial`, then
+`join_generation` so NSGA-II breeds from them), bit widths are ordinal genes, and crossover and mutation are the
+original NSGA-II's (SBX, polynomial), which keep children near good parents. Layers inside one module (e.g. a
+Transformer block's `attention`) may share one gene (`SearchSpace.share`) when a budget is too small for one each. Several workers (processes or machines)
 share a study through an Optuna storage: `compressor.workers.open_storage` (journal file for one machine, PostgreSQL for
 many) and `compressor.workers.work` (until the study holds exactly N complete trials, whatever the number of
 workers).
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +26,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from compressor.policy import FP32, Evaluator, LayerChoice, Measures, describe_policy, policy_recipe, policy_to_dict
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, LayerChoice, Measures, describe_policy, policy_recipe, policy_to_dict
 from compressor.recipe import MAX_AMOUNT
 from compressor.sweeps import pareto_mask
 from compressor.validation import check_choice, check_fraction, check_int
@@ -41,6 +46,7 @@ class SearchSpace:
     rank_ratios: tuple[float, float] | None = None  # kept singular values, low to 1.0 (1.0: not factorized)
     rank_step: float = 0.05
     layers: tuple[str, ...] | None = None  # None: every Linear/Conv layer
+    share: tuple[str, ...] = ()  # module names (e.g. "attention"): the layers inside one such module share one gene
 
     def __post_init__(self) -> None:
         if self.amounts is not None:
@@ -74,7 +80,7 @@ class SearchConfig:
     max_bytes: int | None = None  # constraint: exported file at most this many bytes
     mutation_prob: float | None = None  # None: Optuna's 1 / number of genes
     crossover_prob: float = 0.9
-    warm_start: bool = True  # half the first generation: uniform policies spread over the space (hand tuning's grid)
+    warm_start: bool = True  # the first generation: uniform policies spread over the space (hand tuning's grid)
 
     def __post_init__(self) -> None:
         check_int("trials", self.trials, 1, 100_000)
@@ -99,25 +105,76 @@ class SearchConfig:
         return [OBJECTIVES[name] for name in self.objectives]
 
 
+SBX_ETA = 15.0  # simulated binary crossover's distribution index (Deb et al. use 15–20): children near parents
+MUTATION_ETA = 20.0  # polynomial mutation's distribution index (the NSGA-II C code's default)
+
+
 def sampler(config: SearchConfig) -> optuna.samplers.NSGAIISampler:
-    """NSGA-II, seeded, with the population, crossover and mutation rates of `config`."""
-    return optuna.samplers.NSGAIISampler(population_size=config.population, seed=config.seed,
-                                         mutation_prob=config.mutation_prob, crossover_prob=config.crossover_prob)
+    """NSGA-II, seeded, with the population, crossover and mutation rates of `config`.
+
+    The operators are the original NSGA-II's (Deb et al., 2002): simulated binary crossover and polynomial
+    mutation, both of which move a gene to a value NEAR its parents' rather than anywhere in its range. Optuna's
+    defaults (uniform crossover; mutation = a fresh random value) throw away what a good parent knew; measured on
+    digits-mlp (benchmarks/bench_search.py) the local operators find the front's knee far more often.
+    """
+    with warnings.catch_warnings():  # both operators are marked experimental in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.NSGAIISampler(
+            population_size=config.population, seed=config.seed, mutation_prob=config.mutation_prob,
+            crossover_prob=config.crossover_prob, crossover=optuna.samplers.nsgaii.SBXCrossover(eta=SBX_ETA),
+            mutation=optuna.samplers.nsgaii.PolynomialMutation(eta=MUTATION_ETA))
+
+
+def bit_order(bits: Sequence[int | str]) -> list[int | str]:
+    """Bit-width choices from most to least compressing: 1–8 bits, then deployed int8, then fp32."""
+    return sorted(bits, key=lambda b: 8.5 if b == DEPLOYED_INT8 else float(b))
+
+
+def suggest_bits(trial: optuna.Trial, name: str, bits: Sequence[int | str]) -> int | str:
+    """A bit width. With three or more choices the gene is ordinal, its index in `bit_order(bits)` (0: fewest
+    bits), so crossover and mutation move a layer to a neighbouring width; categorical, every change would be a
+    jump to any width at random. Two choices (int8 or fp32) have no neighbours: a categorical gene, which
+    mutation flips with probability 1/2 (a polynomial mutation of a 0/1 index would almost never flip it)."""
+    order = bit_order(bits)
+    if len(order) <= 2:
+        return trial.suggest_categorical(name, order)
+    return order[trial.suggest_int(name, 0, len(order) - 1)]
+
+
+def bits_gene_value(bits: Sequence[int | str], choice: int | str) -> int | str:
+    """What `suggest_bits` records for `choice` (its index when ordinal): how a queued trial names a bit width."""
+    order = bit_order(bits)
+    return choice if len(order) <= 2 else order.index(choice)
+
+
+def gene_units(layers: Sequence[str], share: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """(gene name, layers) pairs: one per layer, except that the layers inside a module whose name is in `share`
+    share one, named by that module ("encoder.layer.0.attention" for its query, key, value and output)."""
+    units: dict[str, list[str]] = {}
+    for name in layers:
+        parts = name.split(".")
+        cut = next((i + 1 for i, part in enumerate(parts) if part in share), len(parts))
+        units.setdefault(".".join(parts[:cut]), []).append(name)
+    return list(units.items())
 
 
 def suggest_policy(trial: optuna.Trial, space: SearchSpace, layers: Sequence[str],
                    factorizable: Sequence[str]) -> dict[str, LayerChoice]:
-    """One policy drawn through the trial: parameters named "<layer>.amount", ".bits", ".rank_ratio"."""
+    """One policy drawn through the trial: parameters named "<gene>.amount", ".bits", ".rank_ratio", where a gene
+    is a layer or a group of layers sharing one (`SearchSpace.share`).
+
+    Bit widths: see `suggest_bits`.
+    """
     policy = {}
-    for name in layers:
+    for unit, members in gene_units(layers, space.share):
         genes = {}
         if space.amounts is not None:
-            genes["amount"] = trial.suggest_float(f"{name}.amount", *space.amounts, step=space.amount_step)
+            genes["amount"] = trial.suggest_float(f"{unit}.amount", *space.amounts, step=space.amount_step)
         if space.bits is not None:
-            genes["bits"] = trial.suggest_categorical(f"{name}.bits", list(space.bits))
-        if space.rank_ratios is not None and name in factorizable:
-            genes["rank_ratio"] = trial.suggest_float(f"{name}.rank_ratio", *space.rank_ratios, step=space.rank_step)
-        policy[name] = LayerChoice(**genes)
+            genes["bits"] = suggest_bits(trial, f"{unit}.bits", space.bits)
+        if space.rank_ratios is not None and all(name in factorizable for name in members):
+            genes["rank_ratio"] = trial.suggest_float(f"{unit}.rank_ratio", *space.rank_ratios, step=space.rank_step)
+        policy.update({name: LayerChoice(**genes) for name in members})
     return policy
 
 
@@ -136,6 +193,7 @@ def make_objective(evaluator: Evaluator, space: SearchSpace, config: SearchConfi
     layers, factorizable = search_layers(evaluator, space), evaluator.factorizable
 
     def objective(trial: optuna.Trial) -> list[float]:
+        join_generation(trial)
         policy = suggest_policy(trial, space, layers, factorizable)
         m = evaluator(policy)
         if config.max_drop is not None:
@@ -144,13 +202,27 @@ def make_objective(evaluator: Evaluator, space: SearchSpace, config: SearchConfi
             trial.set_constraint("max_bytes", m.bytes - config.max_bytes)
         trial.set_user_attr("measures", {"quality": m.quality, "baseline_quality": m.baseline_quality,
                                          "bytes": m.bytes, "effective_macs": m.effective_macs,
-                                         "metric": m.metric, "latency_ms": m.latency_ms})
+                                         "metric": m.metric, "latency_ms": m.latency_ms,
+                                         "baseline_latency_ms": m.baseline_latency_ms})
         trial.set_user_attr("recipe", policy_recipe(policy).to_json(indent=None))
         trial.set_user_attr("policy", policy_to_dict(policy))
         trial.set_user_attr("description", describe_policy(policy))
         return [objective_value(m, name) for name in config.objectives]
 
     return objective
+
+
+def join_generation(trial: optuna.Trial) -> None:
+    """Give a trial its generation now, as the genetic samplers do for trials they draw.
+
+    Optuna's NSGA-II records a trial's generation when it draws the trial's parameters. A trial queued with
+    `enqueue_trial` has every parameter fixed, so it is never drawn and would belong to no generation: never a
+    parent. (Measured: without this, warm-start policies were evaluated but never bred from.)
+    """
+    sampler = trial.study.sampler
+    if isinstance(sampler, optuna.samplers.BaseGASampler):
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        sampler.get_trial_generation(trial.study, frozen)
 
 
 def objective_value(m: Measures, name: str) -> float:
@@ -172,37 +244,47 @@ def create_study(config: SearchConfig, storage: optuna.storages.BaseStorage | st
 
 
 def uniform_params(space: SearchSpace, layers: Sequence[str], count: int) -> list[dict[str, float | int | str]]:
-    """Up to `count` uniform policies (every layer the same) spread over the space, as trial parameters.
+    """Up to `count` uniform policies (every layer the same amount and bit width) spread over the space.
 
-    They seed the first generation, so evolution starts from what a sparsity × bits grid would try and the
-    front can only improve on it. Rank genes stay at 1.0 (not factorized).
+    Slot i takes bit width i mod B (fewest bits first, fp32 last: `bit_order`) and an amount that
+    walks down from the top of the range, staggered by bit width so that the amounts interleave: the most
+    compressed corner (top amount, fewest bits) comes first and every bit width is tried from heavy pruning to
+    light. Every amount lies on the space's step, so each one is also a point of the sparsity × bits grid.
+    Rank genes stay at the top of their range (1.0: not factorized).
     """
-    bits = [b for b in space.bits or [None] if b != FP32] or list(space.bits or [None])
-    amounts: list[float | None] = [None] * count
-    if space.amounts is not None:  # from the middle of the range to its top: where compression starts to cost
-        low, high = space.amounts
-        steps = round((high - low) / space.amount_step)
-        amounts = [low + space.amount_step * round(steps * (0.5 + 0.5 * i / max(count - 1, 1))) for i in range(count)]
-    chosen = []
-    for i, a in enumerate(amounts):
-        b = bits[i % len(bits)]
+    bits = [bits_gene_value(space.bits, b) for b in bit_order(space.bits)] if space.bits is not None else [None]
+    rounds = -(-count // len(bits))
+    chosen: list[dict[str, float | int | str]] = []
+    for i in range(count):
+        b, r = bits[i % len(bits)], i // len(bits)
         params: dict[str, float | int | str] = {}
-        for name in layers:
-            if a is not None:
-                params[f"{name}.amount"] = round(a, 6)
+        for name, _ in gene_units(layers, space.share):
+            if space.amounts is not None:
+                params[f"{name}.amount"] = _staggered_amount(space, (r + (i % len(bits)) / len(bits)) / rounds)
             if b is not None:
                 params[f"{name}.bits"] = b
             if space.rank_ratios is not None:
                 params[f"{name}.rank_ratio"] = space.rank_ratios[1]
         if params not in chosen:
             chosen.append(params)
-    return chosen[:count]
+    return chosen
+
+
+def _staggered_amount(space: SearchSpace, depth: float) -> float:
+    """The amount a fraction `depth` (0: top, 1: bottom) down the range, snapped to the step."""
+    low, high = space.amounts
+    steps = round((high - low) / space.amount_step)
+    return round(low + space.amount_step * round(steps * (1 - depth)), 6)
 
 
 def warm_start(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, config: SearchConfig) -> None:
-    """Queue uniform policies as half the first generation of a study that has no trials yet."""
+    """Queue uniform policies as the first generation of a study that has no trials yet (`enqueue_trial`).
+
+    Evolution then starts from what a sparsity × bits grid would try, so its front begins at hand tuning's
+    and crossover mixes uniform parents into per-layer policies.
+    """
     if config.warm_start and not study.get_trials(deepcopy=False):
-        for params in uniform_params(space, search_layers(evaluator, space), config.population // 2):
+        for params in uniform_params(space, search_layers(evaluator, space), config.population):
             study.enqueue_trial(params, skip_if_exists=True)
 
 
@@ -228,17 +310,18 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         rows.append({"number": t.number, "generation": t.system_attrs.get(GENERATION_KEY, 0),
-                     **t.user_attrs["measures"], "feasible": all(v <= 0 for v in t.constraints.values()),
+                     "baseline_latency_ms": None, **t.user_attrs["measures"],
+                     "feasible": all(v <= 0 for v in t.constraints.values()),
                      "policy": t.user_attrs.get("description", ""), "recipe": t.user_attrs["recipe"]})
     columns = ["number", "generation", "quality", "baseline_quality", "bytes", "effective_macs", "metric",
-               "latency_ms", "feasible", "policy", "recipe"]
+               "latency_ms", "baseline_latency_ms", "feasible", "policy", "recipe"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def front(frame: pd.DataFrame, objectives: Sequence[str], up_to_generation: int | None = None) -> pd.DataFrame:
     """The feasible non-dominated rows (of generations ≤ `up_to_generation`, if given), smallest file first."""
     rows = frame if up_to_generation is None else frame[frame["generation"] <= up_to_generation]
-    rows = rows[rows["feasible"]].drop_duplicates("recipe")
+    rows = rows[rows["feasible"]].drop_duplicates(["policy", "recipe"])  # int8-deployed layers are not in "recipe"
     if rows.empty:
         return rows
     mask = pareto_mask(rows[list(objectives)].to_numpy(float), [OBJECTIVES[o] == "maximize" for o in objectives])

@@ -245,11 +245,89 @@ def room_scaling() -> str:
         "and caches.")
 
 
+def _kb(size: float) -> str:
+    return f"{size / 1000:.1f} kB"
+
+
+def _gap(row: dict) -> str:
+    return "no point" if row["search_accuracy"] is None else f"{row['search_minus_uniform_points']:+.2f} pt".replace("-", "−")
+
+
+def search() -> str:
+    part = load_results("bench_search")["digits"]
+    lines = []
+    for r in part["samples"]:
+        won, total = r["search_at_least_uniform_count"]
+        boxed, box_total = r["search_at_least_uniform_in_reference_box_count"]
+        losses = [row for row in r["at_equal_size"]
+                  if row["search_accuracy"] is None or row["search_accuracy"] < row["uniform_accuracy"]]
+        lost = "; lower at " + ", ".join(f"{_kb(row['bytes'])} ({_gap(row)})" for row in losses) if losses else ""
+        seeds = r["other_seeds"]
+        others = (f"{min(o['search_at_least_uniform_count'][0] for o in seeds)}–"
+                  f"{max(o['search_at_least_uniform_count'][0] for o in seeds)} of {total}") if seeds else "—"
+        lines.append([r["model"], f"**{r['hypervolume_search']:.3f}**" if r["hypervolume_search"] > r["hypervolume_uniform"]
+                      else f"{r['hypervolume_search']:.3f}", f"{r['hypervolume_uniform']:.3f}",
+                      (f"**{won} of {total}**" if won == total else f"{won} of {total}") + lost,
+                      f"{boxed} of {box_total}", others, f"{r['search_seconds']:.0f} s"])
+    mlp = part["samples"][0]
+    return rows(["model", "hypervolume, search", "hypervolume, uniform grid", "search ≥ grid at the grid's front sizes",
+                 "… of them within the reference box", "other seeds (1–4)", f"{mlp['evaluations_each']} trials"],
+                lines) + "\n" + prose(
+        f"At equal size means: for each point of the grid's front, the best accuracy among all the search's trials whose "
+        f"file is at most that point's bytes. Seed {mlp['seed']}; search times at load average "
+        f"{part['machine']['load_average_1m']} on {part['machine']['cpus']} shared cores (upper bounds; the budget is "
+        f"{part['budget_seconds_digits_mlp']:.0f} s).")
+
+
+def mixed_precision() -> str:
+    r = load_results("bench_search")["minilm_mixed_precision"]
+    final = r["final_timing"]
+    lines = []
+    for label, row in final["rows"].items():
+        fp32 = row.get("fp32_layers")
+        kept = "all" if label.endswith("fp32") and fp32 is None else (
+            "none" if not fp32 else f"{len(fp32)}: " + ", ".join(_short(n) for n in fp32[:8]) + (", …" if len(fp32) > 8 else ""))
+        cosine = f"{row['mean_cosine']:.4f} / {row['worst_cosine']:.4f}" if "mean_cosine" in row else "1 (reference)"
+        holds = "" if "holds_constraint" not in row else (" ✓" if row["holds_constraint"] else " ✗")
+        lines.append([label, kept, cosine + holds, f"{row['latency_ms']:.0f} ms",
+                      f"{row['speedup_vs_ort_fp32']:.2f}×", f"{row['speedup_vs_eager']:.2f}×"])
+    s, g = r["search"], r["greedy"]
+    answer = r["answer"]
+    return rows(["deployment", "Linear layers kept fp32", "mean / worst cosine", f"batch {final['batch_size']}",
+                 "vs ORT fp32", "vs eager fp32"], lines) + "\n" + prose(
+        f"{r['constraint']}; {r['genome']}. Search: NSGA-II, {s['trials']} trials (population {s['population']}, seed "
+        f"{s['seed']}), {s['policies_measured']} policies measured in {s['seconds'] / 60:.0f} min; greedy by "
+        f"sensitivity: {g['policies_measured']} policies in {g['seconds'] / 60:.0f} min. Every row above comes from ONE "
+        f"closing interleaved run ({final['runs']} runs each, batch {final['batch_size']} of {final['sequence_length']} "
+        f"tokens, {final['threads']} thread, load average {r['machine']['load_average_1m']}: upper bounds). Fastest "
+        f"deployment holding the constraint: {answer['fastest_holding_constraint']}" + _verdict(final["rows"], answer) + ".")
+
+
+def _verdict(table: dict, answer: dict) -> str:
+    """The search's answer against greedy's, in words."""
+    found, greedy = table.get(answer["search"] or ""), table.get("greedy by sensitivity")
+    if found is None or greedy is None:
+        return "; the search found no deployment holding the constraint"
+    better = found["speedup_vs_ort_fp32"] >= greedy["speedup_vs_ort_fp32"]
+    return (f"; the search's best ({answer['search']}: {len(found['fp32_layers'])} layers fp32, "
+            f"{found['speedup_vs_ort_fp32']:.2f}×) {'matches or beats' if better else 'does NOT beat'} greedy's "
+            f"({len(greedy['fp32_layers'])} layers fp32, {greedy['speedup_vs_ort_fp32']:.2f}×)")
+
+
+def _short(layer: str) -> str:
+    """"bert.encoder.layer.3.output.dense" -> "3.output"; "...layer.0.attention.self.query" -> "0.query"."""
+    parts = layer.split(".")
+    block = next((parts[i + 1] for i, p in enumerate(parts) if p == "layer"), "")
+    kind = {"query": "q", "key": "k", "value": "v"}.get(parts[-1], "attn-out" if "attention" in parts else parts[-2])
+    return f"{block}.{kind}"
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "deep-compression": deep_compression, "sparsity-90": sparsity_90, "two-bit": two_bit,
     "distillation": distillation, "one-shot": one_shot, "criteria": criteria, "latency": latency,
     "minilm-deploy": minilm_deploy,
     "room": room, "room-scaling": room_scaling,
+    "search": search, "mixed-precision": mixed_precision,
 }
 
 

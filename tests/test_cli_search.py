@@ -32,6 +32,15 @@ def test_search_json_on_a_journal_file_and_resume(tmp_path):
     assert json.loads(again.stdout)["complete_trials"] == 8
 
 
+def test_mixed_precision_search_deploys_every_policy(tmp_path):
+    out = run_cli("search", "--model", "digits-mlp", "--amounts", "off", "--bits", "int8-deployed,fp32", "--objectives",
+                  "quality,latency_ms", "--max-drop", "0.02", "--trials", "3", "--population", "2",
+                  "--storage", str(tmp_path / "mp.journal.log"), "--study", "mp", "--json")
+    assert out.returncode == 0, out.stderr
+    front = json.loads(out.stdout)["front"]
+    assert front and all(point["latency_ms"] > 0 and point["baseline_latency_ms"] > 0 for point in front)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--trials", "0"], "trials=0"),
     (["--storage", "sqlite:///x.db"], "SQLite"),

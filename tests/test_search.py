@@ -8,7 +8,10 @@ import torch
 
 import compressor as cz
 from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, LayerChoice, Measures, policy_recipe, uniform_policy
-from compressor.search import SearchConfig, SearchSpace, front, hypervolume, run_search, trials_frame
+from compressor.search import (
+    GENERATION_KEY, SearchConfig, SearchSpace, bit_order, front, gene_units, hypervolume, run_search, trials_frame,
+    uniform_params,
+)
 from compressor.sensitivity import SensitivityGrid, greedy_policy, greedy_vs_uniform, matched_uniform, sensitivity
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -135,13 +138,37 @@ def test_space_mistakes_name_the_value():
         SearchSpace(amounts=None, bits=None)
 
 
-def test_warm_start_seeds_the_first_generation_with_uniform_policies(evaluator):
-    study = run_search(evaluator, SearchSpace(), SearchConfig(trials=6, population=6, objectives=("quality", "bytes")))
-    first = [t.params for t in study.trials[:3]]
-    for params in first:  # every layer the same amount and bit width
+def test_warm_start_enqueues_uniform_policies_as_the_first_generation(evaluator):
+    space, config = SearchSpace(amount_step=0.01), SearchConfig(trials=8, population=4, objectives=("quality", "bytes"))
+    study = run_search(evaluator, space, config)
+    queued = uniform_params(space, evaluator.layers, 4)
+    assert [t.params for t in study.trials[:4]] == queued  # enqueued, then run as trials 0-3
+    for params in queued:  # every layer the same amount and bit width; the most compressed corner first
         assert len({v for k, v in params.items() if k.endswith(".amount")}) == 1
         assert len({v for k, v in params.items() if k.endswith(".bits")}) == 1
-    assert len({tuple(sorted(p.items())) for p in first}) == 3
+    assert queued[0] == {f"{n}.{g}": v for n in evaluator.layers for g, v in (("amount", 0.95), ("bits", 0))}
+    assert bit_order(space.bits)[0] == 2
+    # they ARE generation 0 (NSGA-II's parents of generation 1), not trials outside every generation
+    assert [t.system_attrs[GENERATION_KEY] for t in study.trials] == [0] * 4 + [1] * 4
+
+
+def test_bit_widths_are_ordinal_genes_unless_there_are_two(evaluator):
+    study = run_search(evaluator, SearchSpace(amounts=None, bits=(FP32, 4, 2)),
+                       SearchConfig(trials=3, population=2, objectives=("quality", "bytes"), warm_start=False))
+    assert all(isinstance(v, int) and 0 <= v <= 2 for t in study.trials for v in t.params.values())
+    described = trials_frame(study)["policy"].tolist()
+    for t, text in zip(study.trials, described):  # index 0 → 2 bits, 1 → 4 bits, 2 → fp32
+        assert text.split(" · ")[0] == "fc1 " + ("2b", "4b", "fp32")[t.params["fc1.bits"]]
+    assert uniform_params(SearchSpace(amounts=None, bits=(DEPLOYED_INT8, FP32)), ["fc1"], 4) == [
+        {"fc1.bits": DEPLOYED_INT8}, {"fc1.bits": FP32}]
+
+
+def test_layers_inside_a_shared_module_share_one_gene():
+    layers = ["enc.0.attention.q", "enc.0.attention.out.dense", "enc.0.ffn", "enc.1.attention.q"]
+    assert gene_units(layers, ("attention",)) == [
+        ("enc.0.attention", ["enc.0.attention.q", "enc.0.attention.out.dense"]), ("enc.0.ffn", ["enc.0.ffn"]),
+        ("enc.1.attention", ["enc.1.attention.q"])]
+    assert gene_units(layers) == [(n, [n]) for n in layers]
 
 
 def test_deployed_int8_plugs_in_through_measure_deployed(sample):
