@@ -3,9 +3,12 @@
     python tests/search_worker.py STORAGE STUDY TRIALS [HANG_AT MARK_FILE]
 
 With HANG_AT, this process's HANG_AT-th trial writes its number to MARK_FILE and sleeps (to be killed there).
+With WORKER_BARRIER=DIR:N in the environment, the worker waits until N workers have signed in to DIR before its
+first trial, so a slow start on a loaded machine cannot leave one worker doing all the trials.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna  # noqa: E402
 
 from compressor.workers import open_storage, work  # noqa: E402
+
+
+def wait_for_others(barrier: str) -> None:
+    """Sign in to the barrier folder, then wait (at most 120 s) until all its workers have."""
+    folder, count = Path(barrier.rsplit(":", 1)[0]), int(barrier.rsplit(":", 1)[1])
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(folder.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def main() -> None:
@@ -35,6 +47,8 @@ def main() -> None:
         time.sleep(0.05)  # long enough for two workers to interleave
         return [x * x, (x - 1) ** 2]
 
+    if os.environ.get("WORKER_BARRIER"):
+        wait_for_others(os.environ["WORKER_BARRIER"])
     work(study, objective, trials)
 
 

@@ -43,8 +43,9 @@ def storage_url(request, tmp_path) -> str:
         pytest.skip(f"no PostgreSQL at {POSTGRES}; set COMPRESSOR_TEST_POSTGRES")
     return POSTGRES
 
-def start(url: str, study: str, trials: int, *hang: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), url, study, str(trials), *hang], cwd=ROOT,
+def start(url: str, study: str, trials: int, *hang: str, barrier: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "WORKER_BARRIER": barrier} if barrier else None
+    return subprocess.Popen([sys.executable, str(WORKER), url, study, str(trials), *hang], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -54,9 +55,10 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> None:
 def load(url: str, study: str) -> optuna.Study:
     return optuna.load_study(study_name=study, storage=open_storage(url, heartbeat_interval=1, grace_period=2))
 
-def test_two_workers_finish_exactly_n_trials(storage_url):
+def test_two_workers_finish_exactly_n_trials(storage_url, tmp_path):
     study_name, n = f"two-{uuid.uuid4().hex[:8]}", 12
-    workers = [start(storage_url, study_name, n) for _ in range(2)]
+    (tmp_path / "barrier").mkdir()
+    workers = [start(storage_url, study_name, n, barrier=f"{tmp_path / 'barrier'}:2") for _ in range(2)]
     for proc in workers:
         finish(proc)
     trials = load(storage_url, study_name).get_trials(deepcopy=False)
