@@ -129,13 +129,16 @@ with left:
 with right:
     st.markdown(
         "Each weight gets an importance score and the lowest-scoring ones go (Taylor uses gradients of the loss on "
-        "calibration data). **Unstructured** pruning sets single "
+        "calibration data; activation weighs each weight by the size of the input it multiplies on calibration data, "
+        "no labels needed). **Unstructured** pruning sets single "
         "weights to exactly zero: the file shrinks, but dense kernels still multiply every zero, so there is "
         "**no speedup**. **Structured** pruning removes whole output channels (rows, by the norm of their scores): "
         "layers really shrink, and MACs and latency go down."
     )
     st.latex(r"\text{magnitude } |w| \qquad \text{Taylor } \frac{1}{B}\sum_{b=1}^{B}\Big(w \cdot \frac{\partial L_b}{\partial w}\Big)^2")
     st.latex(r"\text{channel } c\text{: } \lVert s(W_c) \rVert_p \quad (\text{magnitude: } \lVert W_c \rVert_p)")
+    st.latex(r"\text{activation } |w_{ij}| \, \lVert x_j \rVert_2")
+    st.latex(r"\text{activation, channel } c\text{: } \lVert x_c \rVert_2 \, \lVert W^{\text{next}}_{:,c} \rVert_2")
 
 
 @st.fragment
