@@ -118,8 +118,11 @@ def weights_source(architecture: str, digest: str) -> str:
 
 
 def is_weights_source(source: str) -> bool:
-    """True for "<sample>@weights=<digest>"."""
-    return WEIGHTS_MARK in source and source.partition(WEIGHTS_MARK)[0] in sample_models.catalog()
+    """True for "<sample>@weights=<digest>", the digest exactly `WEIGHTS_DIGEST_CHARS` lowercase hex digits (a file
+    that claims anything else there is not trusted as one)."""
+    architecture, mark, digest = source.partition(WEIGHTS_MARK)
+    return (bool(mark) and architecture in sample_models.catalog() and len(digest) == WEIGHTS_DIGEST_CHARS
+            and all(c in "0123456789abcdef" for c in digest))
 
 
 def weights_digest(source: str) -> str:

@@ -225,3 +225,12 @@ def test_an_artifact_of_uploaded_weights_round_trips(tmp_path, mlp_state, capsys
                  *fast]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "leave --weights out" in err
+
+
+def test_a_weights_source_names_a_sample_and_a_16_hex_digest_only() -> None:
+    from compressor.models import is_weights_source, weights_source
+
+    assert is_weights_source(weights_source("digits-mlp", "0123456789abcdef" * 4))
+    for forged in ("digits-mlp@weights=../../etc/passwd", "digits-mlp@weights=0123", "digits-mlp@weights=",
+                   "digits-mlp@weights=0123456789ABCDEF", "os:system@weights=0123456789abcdef"):
+        assert not is_weights_source(forged), forged
