@@ -309,16 +309,33 @@ def spread(values: list[float]) -> dict | None:
             "max": round(ordered[-1], 3)}
 
 
+def with_descendants(pids: list[int]) -> list[int]:
+    """`pids` and every process below them: a server's deployment child and the forkserver it comes from
+    (ui/deploy_jobs.py). A child is listed under the thread that started it, so every thread is read."""
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                todo.extend(int(child) for child in children.read_text().split())
+            except OSError:  # the thread or process ended meanwhile
+                pass
+    return found
+
+
 def rss_mb(pids: list[int]) -> float | None:
-    """Resident memory of the server processes (MB), or None when they are not on this machine."""
+    """Resident memory of the server processes and their children (MB), or None when they are not on this machine."""
     total = 0
-    for pid in pids:
+    if not all(Path(f"/proc/{pid}").exists() for pid in pids):
+        return None
+    for pid in with_descendants(pids):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        except OSError:
-            return None
+        except OSError:  # a child that ended meanwhile
+            continue
     return round(total / 1024, 1)
 
 
@@ -452,7 +469,7 @@ HOW = {
                    "first render and one move) is the only thing computed before the room arrives.",
     "moves": "each move goes to a random other stop of the slider; first_move_s covers the moves to a stop no session "
              "had asked for before in that run (computed then), move_s all of them",
-    "memory": "before_mb: the server's resident memory (sum over its processes, /proc) after the warm-up render and "
+    "memory": "before_mb: the server's resident memory (sum over its processes and their children, /proc) after the warm-up render and "
               "move of each scenario; during_peak_mb: the highest sample (every 0.5 s) while the sessions work; "
               "after_mb: settle_s seconds after the last session disconnected, then one short visit (Streamlit drops "
               "expired sessions when a session starts)",

@@ -3,6 +3,8 @@ the newest first, bounded; a page shows the core numbers at once, the deployed o
 slow or failing deployment."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -92,6 +94,102 @@ def test_results_are_bounded_least_recently_used_first():
     assert queue.status(("m", "a")).deployment == "a" and queue.status(("m", "c")).deployment == "c"
 
 
+# ---------------------------------------------------------------- the child process
+
+
+class ProcessId:
+    """A job that says which process ran it (module level, so it pickles by reference)."""
+
+    def __call__(self) -> int:
+        return os.getpid()
+
+
+class Sleep:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self) -> int:
+        time.sleep(self.seconds)
+        return os.getpid()
+
+
+@pytest.fixture
+def child():
+    found = deploy_jobs.Child()
+    yield found
+    for pid in found.pids():
+        os.kill(pid, signal.SIGKILL)
+    found.close()
+
+
+def test_a_job_runs_in_a_child_process_and_the_child_is_reused(child):
+    first, second = child(ProcessId()), child(ProcessId())
+    assert first != os.getpid() and first == second and child.pids() == [first]
+
+
+def test_a_job_that_cannot_be_pickled_runs_in_the_calling_thread(child):
+    lock = threading.Lock()
+    assert child(lambda: (lock, os.getpid())[1]) == os.getpid() and child.pids() == []
+
+
+def test_a_closed_child_exits_and_the_next_job_starts_another(child):
+    first = child(ProcessId())
+    child.close()
+    deadline = time.monotonic() + WAIT_S
+    while Path(f"/proc/{first}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{first}").exists() or "Z" in Path(f"/proc/{first}/stat").read_text().split()[2]
+    assert child(ProcessId()) not in (first, os.getpid())
+
+
+def test_an_idle_queue_closes_its_child(monkeypatch):
+    closed = threading.Event()
+
+    class Runner:
+        def __call__(self, job):
+            return job()
+
+        def close(self):
+            closed.set()
+
+    monkeypatch.setattr(deploy_jobs, "CHILD_IDLE_S", 0.2)
+    queue = DeployQueue(runner=Runner())
+    queue.request(("m", "r"), lambda: "measured")
+    assert wait_for(queue, ("m", "r")).deployment == "measured"
+    assert closed.wait(WAIT_S)
+
+
+def test_a_killed_child_is_one_line_and_the_next_job_gets_a_new_child(child):
+    first = child(ProcessId())
+    result = []
+    runner = threading.Thread(target=lambda: result.append(_outcome(child, Sleep(30))))
+    runner.start()
+    time.sleep(1.0)  # the job has reached the child
+    os.kill(first, signal.SIGKILL)
+    runner.join(WAIT_S)
+    (error,) = result
+    assert isinstance(error, RuntimeError) and "deployment process stopped" in str(error)
+    again = child(ProcessId())
+    assert again not in (first, os.getpid())
+
+
+def _outcome(child, job):
+    try:
+        return child(job)
+    except RuntimeError as err:
+        return err
+
+
+def test_a_deployment_in_the_child_equals_one_in_this_process(child):
+    sample = cz.load_sample("digits-mlp")
+    model = cz.compress(sample.model, [cz.Quantize(bits=8, scheme="symmetric", granularity="channel")], sample.data)
+    job = deploy_jobs.Deploy(model, sample.data, sample.model, simulated_accuracy=None, reference=None)
+    there, here = child(job), job()
+    assert child.pids() and there.kernel == here.kernel and there.op_types == here.op_types
+    assert there.deployed_accuracy == here.deployed_accuracy and there.deployed_bytes == here.deployed_bytes
+    assert there.deployed_latency_ms > 0 and there.deployed_baseline_latency_ms > 0
+
+
 # ---------------------------------------------------------------- on the Pruning page (AppTest)
 
 
@@ -109,7 +207,8 @@ def held_deploy(monkeypatch):
                 raise failure[0]
         return real_deploy(*args, **kwargs)
 
-    monkeypatch.setattr(ui.cache, "deploy", deploy)
+    monkeypatch.setattr(deploy_jobs, "deploy", deploy)
+    monkeypatch.setattr(deploy_jobs.jobs, "runner", deploy_jobs.run_here)  # held in this process's worker thread
     yield gate, failure
     gate.set()
     deploy_jobs.jobs.clear()

@@ -9,7 +9,7 @@ import streamlit as st
 from torch import nn
 
 import compressor as cz
-from compressor.deploy import deploy, export_graph, report_from_dict, with_deployment
+from compressor.deploy import export_graph, report_from_dict, with_deployment
 from compressor import fidelity
 from compressor.pipeline import RecipeLike, as_recipe
 from ui import deploy_jobs, disk_cache, janitor, uploads
@@ -110,9 +110,8 @@ def measured(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
 def deployment_job(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Job:
     """The job that deploys a recipe's model on ONNX Runtime: deployed accuracy (or fidelity) and latency, timed
     alongside the fp32 baseline. The models are resolved here, in the asking script, so the job only computes."""
-    s, model, ref = sample(name), compressed(name, recipe_json), reference(name)
-    return lambda: deploy(model, s.data, s.model, cz.LatencyConfig(), simulated_accuracy=report.accuracy,
-                          reference=ref)[0]
+    s = sample(name)
+    return deploy_jobs.Deploy(compressed(name, recipe_json), s.data, s.model, report.accuracy, reference(name))
 
 
 def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Status:

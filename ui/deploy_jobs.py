@@ -3,9 +3,10 @@
 Deploying a configuration on ONNX Runtime (export both graphs, score them, time them) takes seconds of CPU; the
 rest of a report (accuracy, file size, eager latency) a few tenths. In a room of thirty, a slider move that waited
 for the deployment made every other session wait too (measured: benchmarks/bench_room.py). So a page shows the
-core report at once and asks for the deployment here; one worker thread per server process runs the jobs, the
-most recently asked first (what someone is looking at now), at a lower scheduling priority than the threads that
-run scripts. The page polls with a fragment (`ui.deployed_view`) until the job is done, then shows the deployed
+core report at once and asks for the deployment here; one worker thread per server process takes the jobs, the
+most recently asked first (what someone is looking at now), and runs each in a child process of its own (`Child`,
+at a lower scheduling priority): exporting a graph is pure Python, and in the server process it held the GIL that
+every session's script run needs (py-spy, a room of thirty: a fifth of the server's samples). The page polls with a fragment (`ui.deployed_view`) until the job is done, then shows the deployed
 numbers; every session asking for the same configuration shares the one job and its result.
 
 Bounded: at most `MAX_PENDING` jobs wait (the oldest is dropped; whoever still wants it asks again), at most
@@ -15,22 +16,101 @@ never raised into it.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
 
+from compressor import fidelity
+from compressor.data import DataSplits
+from compressor.deploy import deploy
+from compressor.latency import LatencyConfig
 from compressor.report import Deployment, SparseTiming
 from ui import disk_cache
 
 MAX_PENDING = 32  # jobs waiting at once (a slider has ~20 stops per page and model; more are stale by then)
 MAX_RESULTS = 512  # deployments kept in memory (a few KB each)
-WORKER_NICENESS = 10  # added to the worker thread's nice value: script runs come first
+WORKER_NICENESS = 10  # added to the deploying process's nice value: script runs come first
+CHILD_JOBS = 64  # jobs one child process runs before a fresh one takes over (bounds what a long room leaves behind)
+CHILD_IDLE_S = 60.0  # a child with no job for this long exits: an idle server holds no deployment memory
 Key = tuple[str, str]  # (model name, canonical recipe JSON)
 Job = Callable[[], Deployment]
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """The job of deploying one compressed model (`compressor.deploy.deploy` with the pages' latency settings): plain
+    data and modules, so it can travel to the child process pickled."""
+    model: nn.Module
+    data: DataSplits
+    baseline: nn.Module
+    simulated_accuracy: float | None
+    reference: fidelity.Reference | None
+
+    def __call__(self) -> Deployment:
+        return deploy(self.model, self.data, self.baseline, LatencyConfig(), simulated_accuracy=self.simulated_accuracy,
+                      reference=self.reference)[0]
+
+
+class CannotTravel(Exception):
+    """A job the child process could not unpickle (e.g. a model class only the server process has loaded)."""
+
+
+class Child:
+    """One child process that runs jobs: started on first use, replaced after `CHILD_JOBS` jobs or when it died
+    (killed, out of memory), stopped by `close` (the queue closes it after `CHILD_IDLE_S` without a job).
+
+    A job goes there pickled and runs at a lower priority (`WORKER_NICENESS`, one torch thread); what it returns
+    comes back pickled. A job that cannot be pickled, or unpickled there, runs in the calling thread instead (its
+    result is the same; only the GIL is shared then). The child starts from Python's forkserver: a fresh
+    interpreter, no copy of the server's threads or memory.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __call__(self, job: Job) -> Deployment:
+        try:
+            payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError):  # a closure, a lock, a class defined in a function
+            return job()
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
+                                             initializer=_lower_priority, max_tasks_per_child=CHILD_JOBS)
+        try:
+            return self._pool.submit(_run_pickled, payload).result()
+        except CannotTravel:
+            return job()
+        except BrokenProcessPool:
+            self._pool = None
+            raise RuntimeError("the deployment process stopped (out of memory?); move the slider to try again") from None
+
+    def close(self) -> None:
+        """Let the child exit (after its job, if it has one); the next job starts a new one."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def pids(self) -> list[int]:
+        """The child's process id, if it runs (tests)."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        return [pid for pid, process in processes.items() if process.is_alive()]
+
+
+def _run_pickled(payload: bytes) -> Deployment:
+    try:
+        job = pickle.loads(payload)  # our own server's bytes, never a user's file
+    except Exception as err:  # noqa: BLE001 - the job runs in the server then
+        raise CannotTravel(f"{type(err).__name__}: {err}") from None
+    return job()
 
 
 @dataclass(frozen=True)
@@ -50,8 +130,10 @@ class Status:
 class DeployQueue:
     """One worker thread, a bounded last-in-first-out queue of jobs, and a bounded store of their results."""
 
-    def __init__(self, max_pending: int = MAX_PENDING, max_results: int = MAX_RESULTS) -> None:
+    def __init__(self, max_pending: int = MAX_PENDING, max_results: int = MAX_RESULTS,
+                 runner: Callable[[Job], Deployment] | None = None) -> None:
         self.max_pending, self.max_results = max_pending, max_results
+        self.runner = runner or Child()  # how the worker thread runs a job (tests: `run_here`)
         self._pending: OrderedDict[Key, Job] = OrderedDict()  # most recently asked last
         self._results: OrderedDict[Key, Status] = OrderedDict()  # ready or failed, least recently used first
         self._running: Key | None = None
@@ -121,15 +203,15 @@ class DeployQueue:
             self._worker.start()
 
     def _work(self) -> None:
-        _lower_priority()
         while True:
             with self._lock:
                 while not self._pending:
-                    self._lock.wait()
+                    if not self._lock.wait(timeout=CHILD_IDLE_S) and not self._pending:
+                        getattr(self.runner, "close", lambda: None)()  # idle: the child process exits
                 key, job = self._pending.popitem(last=True)
                 self._running = key
             try:
-                status = Status("ready", job())
+                status = Status("ready", self.runner(job))
             except Exception as err:  # noqa: BLE001 - any failure is the job's result, shown as one line
                 status = Status("failed", error=f"{type(err).__name__}: {err}".splitlines()[0][:300])
             if status.deployment is not None:
@@ -142,14 +224,19 @@ class DeployQueue:
                 self._finish(key, status)
 
 
+def run_here(job: Job) -> Deployment:
+    """Run `job` in the calling thread (a `DeployQueue` runner for tests that hold or patch a job)."""
+    return job()
+
+
 def _lower_priority() -> None:
-    """Lower this thread's CPU priority (Linux: threads have their own nice value); ONNX Runtime's and torch's
-    threads started from it inherit it."""
+    """The child process's setting: a lower CPU priority (ONNX Runtime's and torch's threads inherit it) and one
+    torch thread, like the pages' own timings."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS)
-    except (OSError, AttributeError):
+        os.nice(WORKER_NICENESS)
+    except OSError:
         pass
-    torch.set_num_threads(1)  # per thread, like the pages' own timings
+    torch.set_num_threads(1)
 
 
 def deployment_from_dict(data: dict) -> Deployment:
