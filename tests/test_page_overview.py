@@ -1,4 +1,4 @@
-"""The Overview (app.py): loads for every sample, shows the baseline the core measures, the picker persists."""
+"""The Overview (pages/0_Overview.py, app.py's default page): loads for every sample, shows the baseline the core measures, the picker persists."""
 from __future__ import annotations
 
 from functools import cache
@@ -57,13 +57,13 @@ def test_overview_links_every_page(app):
     assert not app.exception
     links = [link.proto.page for link in app.main.get("page_link")]  # the tour's links: the URL path of each page
     pages = [path.stem.split("_", 1)[1] for path in (ROOT / "pages").glob("*.py")]  # "1_Pruning.py" -> "Pruning"
-    assert sorted(links) == sorted(pages) and len(pages) == 9
+    assert sorted(links) == sorted(p for p in pages if p != "Overview") and len(links) == 9
 
 
 def test_picker_choice_persists_across_pages(app):
     other = SAMPLES[1]
     pick(app, other)
-    for page in ("pages/5_Trade-offs.py", "pages/6_Export.py", "app.py"):
+    for page in ("pages/5_Trade-offs.py", "pages/6_Export.py", "pages/0_Overview.py"):
         app.switch_page(page).run()
         assert not app.exception, page
         assert app.session_state["model_name"] == other
@@ -82,16 +82,14 @@ def test_overview_states_no_speedup_of_the_baseline_against_itself(app):
     assert not any("speedup" in block.value.lower() for block in app.info)
 
 
-def test_the_navigation_labels_the_entry_page_overview_and_lists_every_page_file():
-    from ui.session import NAVIGATION
+def test_the_menu_lists_every_page_file_with_the_overview_first_and_default():
+    from ui.session import PAGES
 
-    assert [path for path, _, _ in NAVIGATION] == ["app.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
-    assert [label for _, label, _ in NAVIGATION[1:]] == [  # the names the pages/ folder gives them (and their URLs)
-        Path(path).stem.split("_", 1)[1] for path, _, _ in NAVIGATION[1:]]
+    assert [path for path, _, _ in PAGES] == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
+    assert [label for _, label, _ in PAGES] == [  # the names the pages/ folder gives them (and their URLs)
+        Path(path).stem.split("_", 1)[1] for path, _, _ in PAGES]
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    assert not at.exception
-    links = [(link.proto.label, link.proto.page) for link in at.sidebar.get("page_link")]
-    assert links[0][0] == "Overview" and [label for label, _ in links] == [label for _, label, _ in NAVIGATION]
+    assert not at.exception and at.title[0].value.endswith("Compression Lab")  # the default page: the Overview
     at.switch_page("pages/2_Quantization.py").run()
-    assert not at.exception and len(at.sidebar.get("page_link")) == len(NAVIGATION)
-    assert "showSidebarNavigation = false" in (ROOT / ".streamlit" / "config.toml").read_text()
+    assert not at.exception and at.title[0].value.endswith("Quantization")
+    assert "showSidebarNavigation" not in (ROOT / ".streamlit" / "config.toml").read_text()  # Streamlit's menu is on

@@ -258,8 +258,8 @@ def one_of(options) -> Callable[[Any], bool]:
 
 # ---------------------------------------------------------------- navigation and the model picker
 
-NAVIGATION = (  # (file, label, icon): the sidebar's page menu, in the pages/ folder's order
-    ("app.py", "Overview", "🗜️"), ("pages/1_Pruning.py", "Pruning", "✂️"),
+PAGES = (  # (file, label, icon): the sidebar's page menu; URLs are the labels (http://host/Pruning)
+    ("pages/0_Overview.py", "Overview", "🗜️"), ("pages/1_Pruning.py", "Pruning", "✂️"),
     ("pages/2_Quantization.py", "Quantization", "🔢"), ("pages/3_Low-rank.py", "Low-rank", "🧮"),
     ("pages/4_Pipeline.py", "Pipeline", "🧪"), ("pages/5_Trade-offs.py", "Trade-offs", "📈"),
     ("pages/6_Export.py", "Export", "📦"), ("pages/7_Distillation.py", "Distillation", "🎓"),
@@ -267,15 +267,10 @@ NAVIGATION = (  # (file, label, icon): the sidebar's page menu, in the pages/ fo
 )
 
 
-def navigation() -> None:
-    """The page menu at the top of the sidebar (Streamlit's own is off: .streamlit/config.toml
-    client.showSidebarNavigation), which would label the entry page "app" after its file."""
-    try:
-        for path, label, icon in NAVIGATION:
-            st.sidebar.page_link(path, label=label, icon=icon)
-    except st.errors.StreamlitAPIException:  # a page run as its own app (a test): the other files are no pages
-        return
-    st.sidebar.divider()
+def pages() -> list[st.Page]:
+    """The app's pages for `st.navigation`, the Overview first and the default (at the root URL)."""
+    return [st.Page(path, title=label, icon=icon, url_path="" if i == 0 else label, default=i == 0)
+            for i, (path, label, icon) in enumerate(PAGES)]
 
 
 def model_picker() -> str:
@@ -287,7 +282,6 @@ def model_picker() -> str:
     """
     torch.set_num_threads(1)
     session_id = start()
-    navigation()
     samples = {**list_samples(), **own_models(session_id)}  # the samples, then this session's own models only
     names = list(samples)
     current = st.session_state.get(MODEL, names[0])
