@@ -109,3 +109,15 @@ def test_a_value_the_widget_cannot_show_now_falls_back_to_the_default():
     at.selectbox(key="quant_layer").set_value("fc3").run()  # 10 channels
     assert not at.exception
     assert at.number_input(key="quant_channel").value == 0
+
+
+def test_session_files_are_written_in_the_background_the_newest_text_winning(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAB_SESSION_DIR", str(tmp_path))
+    writer = session.FileWriter()
+    for i in range(50):
+        writer.put("a" * 22, json.dumps({"move": i}))
+    writer.put("b" * 22, json.dumps({"move": "b"}))
+    assert writer.flush()
+    assert json.loads((tmp_path / f"{'a' * 22}.json").read_text()) == {"move": 49}
+    assert json.loads((tmp_path / f"{'b' * 22}.json").read_text()) == {"move": "b"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{'a' * 22}.json", f"{'b' * 22}.json"]  # no scratch left

@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -167,27 +168,75 @@ def snapshot() -> dict[str, Any]:
 
 
 def save() -> None:
-    """Write the session's file if what it keeps changed since the last write (atomically: write, then rename)."""
+    """Have the session's file written if what it keeps changed since the last write (`writer`: in the background)."""
     session_id = st.session_state.get(SESSION_ID)
     if session_id is None:
         return
     text = json.dumps(snapshot(), default=_plain, allow_nan=True)
     if text == st.session_state.get(SAVED):
         return
+    writer.put(session_id, text)
+    st.session_state[SAVED] = text
+
+
+class FileWriter:
+    """Session files written by one background thread, so a slider move's run never waits for the disk (a rename
+    took 10–30 ms on a busy server). The newest text of a session wins; the first run of a reloaded session
+    flushes before it reads (a reload reaches the same process: sticky sessions behind the proxy)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, str] = {}  # session id -> text not written yet
+        self._writing = False
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def put(self, session_id: str, text: str) -> None:
+        with self._changed:
+            self._pending[session_id] = text
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="session-files", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every text put so far is on disk; False if that took longer than `timeout_s`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._pending and not self._writing, timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending)
+                session_id, text = self._pending.popitem()
+                self._writing = True
+            try:
+                _write(session_id, text)
+            except OSError:
+                pass  # a full or vanished disk: the session goes on in memory, as it would without the file
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+
+def _write(session_id: str, text: str) -> None:
+    """Write one session's file atomically: a scratch file, then a rename."""
     path = _file(session_id)
     scratch = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
     try:
         scratch.write_text(text, encoding="utf-8")
     except FileNotFoundError:  # the folder was removed while the server ran: make it again
         _made.cache_clear()
-        path = _file(session_id)
+        _file(session_id)
         scratch.write_text(text, encoding="utf-8")
     os.replace(scratch, path)
-    st.session_state[SAVED] = text
+
+
+writer = FileWriter()  # the process's one writer, shared by every session
 
 
 def _restore(session_id: str) -> None:
     """Put a reloaded session's file back into session state (explicitly set keys win)."""
+    writer.flush()
     path = _file(session_id)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
