@@ -324,12 +324,12 @@ def with_descendants(pids: list[int]) -> list[int]:
     return found
 
 
-def rss_mb(pids: list[int]) -> float | None:
-    """Resident memory of the server processes and their children (MB), or None when they are not on this machine."""
+def rss_mb(pids: list[int], children: bool = True) -> float | None:
+    """Resident memory of the server processes and (`children`) theirs (MB), or None when they are not on this machine."""
     total = 0
     if not all(Path(f"/proc/{pid}").exists() for pid in pids):
         return None
-    for pid in with_descendants(pids):
+    for pid in (with_descendants(pids) if children else pids):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -350,18 +350,19 @@ async def watch_memory(pids: list[int], peak: list[float], stop: asyncio.Event) 
             pass
 
 
-async def warm(url: str, scenarios: list[Scenario], asked: set | None = None) -> list[dict]:
-    """One session per scenario, one after the other, each moving its slider once (the instructor's tour)."""
-    return [await attend(url, s, -1 - i, 1, 0.0, 0.0, [], asked if asked is not None else set())
+async def warm(url: str, scenarios: list[Scenario], asked: set | None = None, moves: int = 1) -> list[dict]:
+    """One session per scenario, one after the other, each moving its slider `moves` times back to back (the
+    instructor's tour: once; a throughput run: until the stops are computed)."""
+    return [await attend(url, s, -1 - i, moves, 0.0, 0.0, [], asked if asked is not None else set())
             for i, s in enumerate(scenarios)]
 
 
 async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, think_s: float, arrival_s: float,
-               pids: list[int]) -> tuple[list[dict], dict]:
+               pids: list[int], warm_moves: int = 1) -> tuple[list[dict], dict]:
     """Warm each scenario with one session (the instructor), then run the sessions, spread over the scenarios."""
     asked: set = set()
-    warmed = await warm(url, scenarios, asked)
-    memory = {"before_mb": rss_mb(pids)}
+    warmed = await warm(url, scenarios, asked, warm_moves)
+    memory = {"before_mb": rss_mb(pids), "before_main_mb": rss_mb(pids, children=False)}
     peak: list[float] = []
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_memory(pids, peak, stop))
@@ -450,18 +451,19 @@ def worker_pids(parent: int) -> list[int]:
     return pids
 
 
-async def settle(url: str, pids: list[int], seconds: float) -> float | None:
-    """Memory after everyone left: wait, then one short visit (the server drops expired sessions on access)."""
+async def settle(url: str, pids: list[int], seconds: float) -> tuple[float | None, float | None]:
+    """Memory after everyone left, with and without the children: wait, then one short visit (the server drops
+    expired sessions on access)."""
     await asyncio.sleep(seconds)
     me = Attendee(url, Scenario("Pruning", "digits-mlp", ""), 0)
     await me.connect()
     await me.run()
     await me.close()
     await asyncio.sleep(2)
-    return rss_mb(pids)
+    return rss_mb(pids), rss_mb(pids, children=False)
 
 
-RECORDS = ("room", "memory", "scaling")
+RECORDS = ("room", "memory", "scaling", "throughput")
 HOW = {
     "cold_caches": "every run starts a fresh server: new processes, so the in-memory caches (models, reports, figures, "
                    "deployments) are empty; with --workers > 1 serve.sh shares results through a new temporary "
@@ -472,7 +474,8 @@ HOW = {
     "memory": "before_mb: the server's resident memory (sum over its processes and their children, /proc) after the warm-up render and "
               "move of each scenario; during_peak_mb: the highest sample (every 0.5 s) while the sessions work; "
               "after_mb: settle_s seconds after the last session disconnected, then one short visit (Streamlit drops "
-              "expired sessions when a session starts)",
+              "expired sessions when a session starts); *_main_mb: the same without the children (the deployment "
+              "child of ui/deploy_jobs.py exits after a minute without a job, so after_mb may lack it)",
     "polls": "a page waiting for its deployed latency reruns one fragment every 1.5 s (run_every); the clients follow "
              "those timers as the browser does, between moves; poll_s are those runs, deployed_shown_after_s the "
              "time from a move to the deployed latency on screen",
@@ -510,9 +513,14 @@ def main() -> None:
     parser.add_argument("--record", choices=RECORDS,
                         help=f"keep this run in {RESULTS.relative_to(REPO)} as the room figure ('room'), the memory "
                              "figure ('memory') or a row of the scaling table ('scaling', keyed by workers × sessions)")
+    parser.add_argument("--warm-moves", type=int, default=1,
+                        help="moves of the warm-up session of each scenario before the room (1: the instructor's tour; "
+                             "e.g. 60 for a throughput run on computed stops: first_move_s then counts the stops left)")
     parser.add_argument("--warm-only", action="store_true",
                         help="render each scenario once on --url and exit (serve.sh warms every worker with it)")
     args = parser.parse_args()
+    if args.warm_moves < 1:
+        parser.error(f"--warm-moves {args.warm_moves}: must be at least 1")
     scenarios = [Scenario.parse(s) for s in (args.scenario or DEFAULT_SCENARIOS)]
     if args.minilm:
         scenarios.append(Scenario.parse(MINILM_SCENARIO))
@@ -523,12 +531,14 @@ def main() -> None:
         return
 
     def measure(url: str, pids: list[int]) -> dict:
-        results, extra = asyncio.run(room(url, scenarios, args.sessions, args.moves, args.think, args.arrival, pids))
+        results, extra = asyncio.run(room(url, scenarios, args.sessions, args.moves, args.think, args.arrival, pids,
+                                          args.warm_moves))
         skipped = {w["scenario"]: w["failure"] for w in extra["warm"] if w["failure"] and "picker" in w["failure"]}
         results = [r for r in results if r["scenario"] not in skipped]
         summary = summarize(results, extra, [s for s in scenarios if str(s) not in skipped], args)
         summary["skipped_scenarios"] = skipped
-        summary["server_rss_mb"]["after_mb"] = asyncio.run(settle(url, pids, args.settle))
+        summary["server_rss_mb"]["after_mb"], summary["server_rss_mb"]["after_main_mb"] = asyncio.run(
+            settle(url, pids, args.settle))
         summary["server_rss_mb"]["settle_s"] = args.settle
         return summary
 
