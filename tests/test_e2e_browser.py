@@ -115,3 +115,39 @@ def test_deep_link_pick_model_move_slider(server: str, browser_page: Page) -> No
         assert expected != shown_before, f"the test needs amounts whose accuracies differ ({start}, {end})"
         expect(accuracy).to_have_text(expected, timeout=RERUN_MS)
         expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def session_id(page: Page) -> str:
+    """The ?s= id the page keeps in its URL (ui/session.py), once the app has put it there."""
+    page.wait_for_url("**s=*", timeout=RERUN_MS)
+    return page.url.split("s=", 1)[1].split("&", 1)[0]
+
+
+def test_a_reload_keeps_the_session_and_the_same_url_in_another_browser_does_not(server: str, browser_page: Page) -> None:
+    page = browser_page
+    with screenshot_on_failure(page, "e2e_session"):
+        page.goto(f"{server}/Quantization")
+        sidebar = page.get_by_test_id("stSidebar")
+        picker = sidebar.get_by_role("combobox", name="Model")
+        expect(picker).to_be_visible(timeout=FIRST_RENDER_MS)
+        picker.click()
+        page.get_by_role("option", name="digits-cnn", exact=True).click()
+        expect(sidebar).to_contain_text(cz.list_samples()["digits-cnn"], timeout=RERUN_MS)
+        mine = session_id(page)
+        url = page.url
+
+        page.reload()
+        expect(page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")).to_have_value(
+            "digits-cnn", timeout=RERUN_MS)
+        assert session_id(page) == mine
+
+        other = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # its own cookies
+        try:
+            theirs = other.new_page()
+            theirs.goto(url)  # the instructor's URL, read off the projector
+            picker = theirs.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
+            expect(picker).to_have_value("digits-mlp", timeout=FIRST_RENDER_MS)  # the default, not the instructor's
+            theirs.wait_for_function(f"() => !window.location.search.includes({mine!r})", timeout=RERUN_MS)
+            assert session_id(theirs) != mine
+        finally:
+            other.close()

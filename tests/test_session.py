@@ -121,3 +121,39 @@ def test_session_files_are_written_in_the_background_the_newest_text_winning(tmp
     assert json.loads((tmp_path / f"{'a' * 22}.json").read_text()) == {"move": 49}
     assert json.loads((tmp_path / f"{'b' * 22}.json").read_text()) == {"move": "b"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{'a' * 22}.json", f"{'b' * 22}.json"]  # no scratch left
+
+
+def test_the_browser_key_is_the_xsrf_token_whatever_its_mask():
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string  # Streamlit's own
+
+    token, other = os.urandom(16), os.urandom(16)
+    first, again = generate_xsrf_token_string(token, 1), generate_xsrf_token_string(token, 1)
+    assert first != again  # a new random mask on every page load
+    assert session.browser_key(first) == session.browser_key(again) is not None
+    assert session.browser_key(generate_xsrf_token_string(other, 1)) != session.browser_key(first)
+    for broken in (None, "", "1|ab", "2|zz|00|1", "2|0102|0304|1", "2|01020304||1", "x" * 5000):
+        assert session.browser_key(broken) is None
+
+
+def test_a_url_from_someone_elses_screen_starts_a_session_of_its_own(monkeypatch):
+    browser = {"key": "instructor"}
+    monkeypatch.setattr(session, "browser_key", lambda cookie: browser["key"])
+    mine = open_page(QUANTIZATION)
+    session_id = mine.query_params[QUERY_KEY]
+    mine.slider(key="quant_bits").set_value(2).run()
+
+    browser["key"] = "attendee"  # the projected URL, typed into another browser
+    theirs = open_page(QUANTIZATION, session_id)
+    assert not theirs.exception and theirs.query_params[QUERY_KEY] != session_id
+    assert theirs.slider(key="quant_bits").value == 4 and len(theirs.session_state[POINTS]) <= 1
+
+    browser["key"] = "instructor"  # the instructor's own reload still finds everything
+    reloaded = open_page(QUANTIZATION, session_id)
+    assert reloaded.query_params[QUERY_KEY] == session_id and reloaded.slider(key="quant_bits").value == 2
+
+
+def test_an_id_without_a_file_is_not_adopted():
+    unknown = "A" * 22
+    assert ID_PATTERN.fullmatch(unknown) and not (session.session_dir() / f"{unknown}.json").exists()
+    at = open_page(QUANTIZATION, unknown)
+    assert not at.exception and at.query_params[QUERY_KEY] != unknown

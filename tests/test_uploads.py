@@ -63,7 +63,7 @@ def test_an_upload_is_offered_to_its_session_only_and_pages_work_on_it():
     assert alice.session_state[MODEL] == name
     assert "**your model (mine.safetensors)** — digits-mlp with your weights from mine.safetensors" in alice.markdown[0].value
     assert alice_id not in rendered(alice)
-    for page, _, _ in session.NAVIGATION[1:]:  # every page works on it and never shows the session id
+    for page, _, _ in session.PAGES[1:]:  # every page works on it and never shows the session id
         alice.switch_page(page).run()
         assert not alice.exception, page
         assert alice.session_state[MODEL] == name

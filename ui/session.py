@@ -6,9 +6,14 @@ run that did not draw them). `persistent(key, default)` keeps the value under a 
 of every page (the model picker keeps its plain key `MODEL`).
 
 Across reloads. A reload starts a new Streamlit session with the same URL, so the session's id travels in the
-URL (`?s=<id>`, 128 random bits: unguessable, so no session sees another's) and what the session keeps is
-written, as JSON, to one file per id in a server directory (`CLAB_SESSION_DIR`, default a folder in the system's
-temp dir; processes behind one proxy share it). The first run of a new session with a known id reads it back.
+URL (`?s=<id>`, 128 random bits: unguessable) and what the session keeps is written, as JSON, to one file per id
+in a server directory (`CLAB_SESSION_DIR`, default a folder in the system's temp dir; processes behind one proxy
+share it). The first run of a new session with a known id reads it back, but only in the browser that wrote it:
+a URL is not a secret (an instructor's address bar is on the projector), so the file also names its browser
+(`browser_key`: a digest of the token in Streamlit's XSRF cookie, which a browser keeps across reloads and
+another browser does not have). Another browser with the same URL gets a new id and sees nothing of the first
+session (its uploads included). An id with no file is not adopted either. With XSRF protection off there is no
+such cookie, and the id alone decides, as it would anyway.
 The server holds nothing per session in memory beyond Streamlit's own session state (and, for 2 minutes after a
 tab closes, ui/janitor.py's note of it); files untouched for `SESSION_MAX_AGE_S` are deleted when a new session
 starts. A session's own models (uploads) go much sooner: when no tab has carried its id for 2 minutes (ui/janitor.py).
@@ -16,6 +21,7 @@ starts. A session's own models (uploads) go much sooner: when no tab has carried
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -45,6 +51,8 @@ QUERY_KEY = "s"  # ?s=<id>
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
 SESSION_MAX_AGE_S = 7 * 24 * 3600
 MAX_FILE_BYTES = 5_000_000  # a session file larger than this is not read back (it is ours, but bound it anyway)
+XSRF_COOKIE = "_streamlit_xsrf"  # Streamlit sets it on every page load (server.enableXsrfProtection, on by default)
+BROWSER = "_browser_key"  # this session's browser_key(), read once
 
 _MISSING = object()
 server_tuning.apply()  # switch interval and malloc arenas for a server of many short script threads
@@ -160,6 +168,7 @@ def snapshot() -> dict[str, Any]:
     state = st.session_state
     steps = state.get(PIPELINE_STEPS)
     return {
+        "browser": state.get(BROWSER),
         "model": state.get(MODEL),
         "settings": state.get(SETTINGS, {}),
         "points": list(state.get(POINTS, {}).values()),
@@ -234,16 +243,37 @@ def _write(session_id: str, text: str) -> None:
 writer = FileWriter()  # the process's one writer, shared by every session
 
 
-def _restore(session_id: str) -> None:
-    """Put a reloaded session's file back into session state (explicitly set keys win)."""
+def browser_key(cookie: str | None) -> str | None:
+    """A digest of the token in Streamlit's XSRF cookie ("2|mask|masked token|time", token = masked XOR mask; the
+    mask changes with every page load, the token stays for the browser's life), or None without one."""
+    parts = (cookie or "").split("|")
+    if len(parts) != 4 or parts[0] != "2":
+        return None
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except ValueError:
+        return None
+    if len(mask) != 4 or not masked:
+        return None
+    token = bytes(b ^ mask[i % 4] for i, b in enumerate(masked))
+    return hashlib.sha256(token).hexdigest()[:32]
+
+
+def _saved(session_id: str) -> dict | None:
+    """The session's file, read (None: no file, too large, or unreadable)."""
     writer.flush()
     path = _file(session_id)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            return
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return  # no file yet (a new id), or unreadable: start afresh
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _restore(data: dict) -> None:
+    """Put a reloaded session's file back into session state (explicitly set keys win)."""
     state = st.session_state
     if data.get("model") is not None:
         state.setdefault(MODEL, data["model"])
@@ -255,15 +285,18 @@ def _restore(session_id: str) -> None:
 
 
 def start() -> str:
-    """Once per run, first thing on every page: give the session its id (from the URL, or a new one) and keep it in
-    the URL (a page switch clears the query string); on a session's first run, restore its file."""
+    """Once per run, first thing on every page: give the session its id (from the URL when its file was written in
+    this browser, else a new one) and keep it in the URL (a page switch clears the query string); on a session's
+    first run, restore its file."""
     state = st.session_state
     if SESSION_ID not in state:
+        state[BROWSER] = browser_key(st.context.cookies.get(XSRF_COOKIE))
         given = st.query_params.get(QUERY_KEY, "")
-        if ID_PATTERN.fullmatch(given):
+        saved = _saved(given) if ID_PATTERN.fullmatch(given) else None
+        if saved is not None and saved.get("browser") == state[BROWSER]:  # a reload in the browser that wrote it
             state[SESSION_ID] = given
-            _restore(given)
-        else:
+            _restore(saved)
+        else:  # a first visit, or a URL from someone else's screen: a session of its own
             state[SESSION_ID] = secrets.token_urlsafe(16)
         expire_old_files()
     if st.query_params.get(QUERY_KEY) != state[SESSION_ID]:
