@@ -220,16 +220,29 @@ def room() -> str:
         run = r[key]
         lines.append(room_row(f"{run['sessions']} sessions, a move every ~{run['think_s']:g} s ({run['moves_per_session']} "
                               f"each)", run))
+    if "throughput" in r:
+        run = r["throughput"]
+        lines.append(room_row(f"{run['sessions']} sessions back to back on computed stops ({run['moves_per_session']} "
+                              f"moves each)", run))
     room, mem = r["room"], r["memory"]["server_rss_mb"]
     met = "met" if room["move_s"]["p95"] <= 1.0 else "not met"
     grown = mem["after_mb"] / mem["before_mb"] - 1
+    main = (f" The server process alone: {mem['before_main_mb']:.0f} → {mem['after_main_mb']:.0f} MB "
+            f"({mem['after_main_mb'] / mem['before_main_mb'] - 1:+.1%}); the rest is its deployment child, which exits "
+            f"after a minute without a job." if "before_main_mb" in mem else "")
+    speed = ""
+    if "throughput" in r:
+        t = r["throughput"]
+        speed = (f" One process sustains {t['script_runs_per_s']:.1f} slider script runs per second on digits-mlp Pruning "
+                 f"once its stops are computed (target ≥ 15: {'met' if t['script_runs_per_s'] >= 15 else 'not met'}; "
+                 f"`{command(t)}`).")
     return rows(["one process (digits-mlp)", *ROOM_HEADER], lines) + "\n" + prose(
         f"Measured at {room['uptime'].split('up')[0].strip()} UTC and later (load average stated per row: other "
         f"jobs shared the 2 cores, so every time is an upper bound). Target move p95 ≤ 1 s with 30 sessions: {met} "
         f"({room['move_s']['p95']:.2f} s). Memory after 100 sessions came, worked and left ({mem['settle_s']:g} s "
         f"after the last one): {grown:+.1%} of before (target ≤ +10%: {'met' if grown <= 0.10 else 'not met'}); "
-        f"before = after each scenario's warm-up render and move, after = once the disconnected sessions expired. "
-        f"Commands: `{command(room)}`; `{command(r['memory'])}`.")
+        f"before = after each scenario's warm-up render and move, after = once the disconnected sessions expired."
+        f"{main}{speed} Commands: `{command(room)}`; `{command(r['memory'])}`.")
 
 
 def room_scaling() -> str:
