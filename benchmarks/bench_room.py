@@ -93,8 +93,10 @@ class Run:
 class Attendee:
     """One session on the server: a websocket and the client state a browser tab would keep."""
 
-    def __init__(self, url: str, scenario: Scenario, seed: int) -> None:
+    def __init__(self, url: str, scenario: Scenario, seed: int, tour: bool = False) -> None:
         self.url, self.scenario, self.random = url, scenario, random.Random(seed)
+        self.tour = tour  # move to every stop in turn before moving at random (a warm-up that computes them all)
+        self.visited: set = set()
         self.page_hash = ""
         self.widget_states: dict[str, object] = {}  # widget id -> WidgetState the browser would resend
         self.cached_hashes: set[str] = set()  # the browser's message cache: the server sends references
@@ -204,15 +206,21 @@ class Attendee:
         self.widget_states[widget.id] = state
 
     def other_stop(self, slider) -> object:
-        """A random stop of the slider other than where it is now."""
+        """A stop of the slider other than where it is now: at random, or on a tour the next one not visited yet."""
         current = self.widget_states.get(slider.id)
         if slider.options:
             now = current.string_array_value.data[0] if current else slider.options[int(slider.default[0])]
-            return self.random.choice([o for o in slider.options if o != now])
-        stops = int(round((slider.max - slider.min) / slider.step)) + 1
-        now = current.double_array_value.data[0] if current else slider.default[0]
-        values = [round(slider.min + i * slider.step, 6) for i in range(stops)]
-        return self.random.choice([v for v in values if abs(v - now) > slider.step / 2])
+            others = [o for o in slider.options if o != now]
+        else:
+            stops = int(round((slider.max - slider.min) / slider.step)) + 1
+            now = current.double_array_value.data[0] if current else slider.default[0]
+            values = [round(slider.min + i * slider.step, 6) for i in range(stops)]
+            others = [v for v in values if abs(v - now) > slider.step / 2]
+        self.visited.add(now)
+        left = [o for o in others if o not in self.visited] if self.tour else []
+        stop = left[0] if left else self.random.choice(others)
+        self.visited.add(stop)
+        return stop
 
 
 def page_cookies(url: str) -> str:
@@ -232,14 +240,14 @@ def deployed_shown(metrics: dict[str, str]) -> bool:
 
 
 async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: float, arrive_s: float,
-                 log: list[float], asked: set) -> dict:
+                 log: list[float], asked: set, tour: bool = False) -> dict:
     """One attendee: arrive, render the page, pick the model, then `moves` times: read the page for a while (the
     browser reruns polling fragments meanwhile), move the slider; and read the last result too.
 
     `asked` holds every (scenario, stop) any session asked for so far: a move to a stop nobody asked for before is
     a configuration the server computes then (a "first" move), the others find it cached."""
     await asyncio.sleep(arrive_s)
-    me = Attendee(url, scenario, seed)
+    me = Attendee(url, scenario, seed, tour)
     out = {"scenario": str(scenario), "render_s": None, "moves_s": [], "first_moves_s": [], "polls_s": [],
            "deployed_after_s": [], "errors": [], "exceptions": [], "failure": None, "size_changed": 0}
     try:
@@ -352,8 +360,8 @@ async def watch_memory(pids: list[int], peak: list[float], stop: asyncio.Event) 
 
 async def warm(url: str, scenarios: list[Scenario], asked: set | None = None, moves: int = 1) -> list[dict]:
     """One session per scenario, one after the other, each moving its slider `moves` times back to back (the
-    instructor's tour: once; a throughput run: until the stops are computed)."""
-    return [await attend(url, s, -1 - i, moves, 0.0, 0.0, [], asked if asked is not None else set())
+    instructor's tour: once; a throughput run: to every stop in turn, so the stops are computed)."""
+    return [await attend(url, s, -1 - i, moves, 0.0, 0.0, [], asked if asked is not None else set(), tour=moves > 1)
             for i, s in enumerate(scenarios)]
 
 
@@ -514,8 +522,9 @@ def main() -> None:
                         help=f"keep this run in {RESULTS.relative_to(REPO)} as the room figure ('room'), the memory "
                              "figure ('memory') or a row of the scaling table ('scaling', keyed by workers × sessions)")
     parser.add_argument("--warm-moves", type=int, default=1,
-                        help="moves of the warm-up session of each scenario before the room (1: the instructor's tour; "
-                             "e.g. 60 for a throughput run on computed stops: first_move_s then counts the stops left)")
+                        help="moves of the warm-up session of each scenario before the room (1: the instructor's tour; more: "
+                             "every stop in turn first, e.g. 25 for a throughput run on computed stops; first_move_s "
+                             "then counts the stops left)")
     parser.add_argument("--warm-only", action="store_true",
                         help="render each scenario once on --url and exit (serve.sh warms every worker with it)")
     args = parser.parse_args()
