@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from compressor import artifact, user_models
-from compressor.data import DataSplits, check_fits
+from compressor.data import DataSplits, Sample, check_fits
 from compressor.deploy import deploy, export_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
 from compressor.models import (
@@ -85,7 +85,11 @@ def _data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
 
 def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
     """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data (for an
-    artifact, --weights are its baseline instead: see `_baseline`)."""
+    artifact, --weights are its baseline instead: see `_baseline`); or an artifact loaded into its --base."""
+    base = _base(args)
+    if base is not None:
+        model = artifact.load(args.model, base=base.model)  # a base of another model is refused (its hash differs)
+        return model, (open_data(args, model) if args.data else base.data)
     if _is_artifact(args.model):
         return None
     if args.weights:
@@ -95,6 +99,19 @@ def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
     else:
         return None
     return own.model, (open_data(args, own.model) if args.data else own.data)
+
+
+def _base(args: argparse.Namespace) -> Sample | None:
+    """--base DIR: the Hugging Face folder an artifact was made from (its architecture is not in the file)."""
+    if args.base is None:
+        return None
+    if not _is_artifact(args.model):
+        raise ValueError(f"--base {args.base!r} is for an artifact made from a Hugging Face folder (--model FILE.clab); "
+                         f"{args.model!r} is not an artifact: leave --base out")
+    if not Path(args.base).is_dir():
+        raise ValueError(f"--base {args.base!r} must be the Hugging Face folder (config.json + model.safetensors) "
+                         f"{args.model!r} was made from")
+    return user_models.load_hf_folder(args.base)
 
 
 def open_recipe(path: str | None) -> Recipe | None:
@@ -134,6 +151,8 @@ def _baseline(args: argparse.Namespace, model: nn.Module) -> nn.Module | None:
     source = source_of(model)
     if not _is_artifact(args.model) or source is None:
         return model
+    if args.base is not None:  # the artifact was loaded into it: rebuild it as given (its hash was checked)
+        return user_models.load_hf_folder(args.base).model
     if not is_weights_source(source):
         if args.weights:
             raise ValueError(f"--weights {args.weights!r}: {args.model!r} was made from {source!r}, not from uploaded "
@@ -341,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "state-dict .pt (read with weights_only=True); checked name by name. With "
                                            "--model FILE.clab exported from your weights: the same file, to compare "
                                            "with (without it the artifact is measured alone)")
+        cmd.add_argument("--base", help="with --model FILE.clab made from a Hugging Face folder: that folder (the file holds "
+                                        "the compressed tensors, not the architecture; a folder of another model is "
+                                        "refused: its hash differs); the uncompressed baseline too")
         cmd.add_argument("--allow-code", action="store_true",
                          help="let an artifact whose header names an entry point (pkg.mod:factory) run it; "
                               "only for files you trust")

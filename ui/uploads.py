@@ -34,14 +34,6 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()[:HASH_CHARS]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:HASH_CHARS]
-
-
 def _store(session_id: str, digest: str, meta: dict, files: dict[str, bytes]) -> str:
     """Write an own model's files and meta.json, check it loads, and return its name; on a ValueError nothing stays."""
     folder = uploads_dir(session_id) / digest
@@ -77,8 +69,7 @@ def store_hf_folder(session_id: str, folder: str) -> str:
     if not weights.is_file() or not (path / "config.json").is_file():
         raise ValueError(f"{folder!r} is not a Hugging Face model folder: it needs config.json and model.safetensors")
     user_models.check_size(weights.stat().st_size, user_models.MAX_HF_BYTES, str(weights))
-    digest = _digest((path / "config.json").read_bytes(), _file_digest(weights).encode())
-    return _store(session_id, digest, {"kind": "hf", "path": str(path), "shown": path.name}, {})
+    return _store(session_id, user_models.hf_digest(path)[:HASH_CHARS], {"kind": "hf", "path": str(path), "shown": path.name}, {})
 
 
 def store_entry_point(session_id: str, spec: str, filename: str, data: bytes) -> str:
