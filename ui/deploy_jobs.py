@@ -25,6 +25,7 @@ import torch
 
 from compressor.report import Deployment, SparseTiming
 from ui import disk_cache
+from ui.owned import Gone, on_forget
 
 MAX_PENDING = 32  # jobs waiting at once (a slider has ~20 stops per page and model; more are stale by then)
 MAX_RESULTS = 512  # deployments kept in memory (a few KB each)
@@ -55,6 +56,7 @@ class DeployQueue:
         self._pending: OrderedDict[Key, Job] = OrderedDict()  # most recently asked last
         self._results: OrderedDict[Key, Status] = OrderedDict()  # ready or failed, least recently used first
         self._running: Key | None = None
+        self._running_gone = False  # the running job's model left with its session: its result is not kept
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
 
@@ -98,6 +100,15 @@ class DeployQueue:
             self._pending.clear()
             self._results.clear()
 
+    def forget(self, gone: Gone) -> None:
+        """Drop the results and waiting jobs of the models `gone` names (ui/owned.py); a running one finishes unkept."""
+        with self._lock:
+            for store in (self._pending, self._results):
+                for key in [key for key in store if gone(key[0])]:
+                    del store[key]
+            if self._running is not None and gone(self._running[0]):
+                self._running_gone = True
+
     def _known(self, key: Key) -> Status | None:
         if key in self._results:
             self._results.move_to_end(key)
@@ -127,7 +138,7 @@ class DeployQueue:
                 while not self._pending:
                     self._lock.wait()
                 key, job = self._pending.popitem(last=True)
-                self._running = key
+                self._running, self._running_gone = key, False
             try:
                 status = Status("ready", job())
             except Exception as err:  # noqa: BLE001 - any failure is the job's result, shown as one line
@@ -138,8 +149,9 @@ class DeployQueue:
                 except OSError:
                     pass  # sharing with other processes is best effort; this process keeps the result
             with self._lock:
+                if not self._running_gone:
+                    self._finish(key, status)
                 self._running = None
-                self._finish(key, status)
 
 
 def _lower_priority() -> None:
@@ -159,7 +171,7 @@ def deployment_from_dict(data: dict) -> Deployment:
 
 
 def _read_disk(key: Key) -> Deployment | None:
-    root = disk_cache.directory()
+    root = disk_cache.directory(key[0])
     if root is None:
         return None
     value = disk_cache.read(root, disk_cache.entry_key("deployment", *key))
@@ -170,9 +182,10 @@ def _read_disk(key: Key) -> Deployment | None:
 
 
 def _write_disk(key: Key, deployment: Deployment) -> None:
-    root = disk_cache.directory()
+    root = disk_cache.directory(key[0])
     if root is not None:
         disk_cache.write(root, disk_cache.entry_key("deployment", *key), asdict(deployment))
 
 
 jobs = DeployQueue()  # the process's one queue, shared by every session
+on_forget(jobs.forget)
