@@ -109,12 +109,8 @@ def deployment_job(name: str, recipe_json: str, report: cz.Report) -> deploy_job
 
 def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Status:
     """Where the recipe's deployment is (ui/deploy_jobs.py): ready, failed, or queued/running in the background
-    (asked for here, once for every session)."""
-    key = (name, recipe_json)
-    known = deploy_jobs.jobs.status(key)
-    if known is not None and known.state != "queued":
-        return known
-    return deploy_jobs.jobs.request(key, deployment_job(name, recipe_json, report))
+    (asked for here, once for every session; its job is built only when it must be queued)."""
+    return deploy_jobs.jobs.request((name, recipe_json), lambda: deployment_job(name, recipe_json, report))
 
 
 @forgettable(st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency, "

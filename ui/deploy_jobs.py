@@ -65,8 +65,9 @@ class DeployQueue:
         with self._lock:
             return self._known(key)
 
-    def request(self, key: Key, job: Job) -> Status:
-        """The deployment of `key` if measured; else queue `job` (once) and say where it is."""
+    def request(self, key: Key, make_job: Callable[[], Job]) -> Status:
+        """The deployment of `key` if measured, failed or running; else queue the job `make_job()` builds (built
+        here, in the caller's thread, only when it must be queued; queued once) and say where it is."""
         with self._lock:
             known = self._known(key)
             if known is not None and known.state != "queued":
@@ -74,6 +75,11 @@ class DeployQueue:
             stored = _read_disk(key)
             if stored is not None:
                 return self._finish(key, Status("ready", stored))
+        job = make_job()  # outside the lock: it may resolve models (the app's caches)
+        with self._lock:
+            known = self._known(key)
+            if known is not None and known.state != "queued":  # finished while the job was being built
+                return known
             self._pending.pop(key, None)
             self._pending[key] = job  # to the front of the line (last in, first out)
             while len(self._pending) > self.max_pending:
