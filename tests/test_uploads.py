@@ -267,3 +267,23 @@ def test_cached_copies_go_with_the_files(monkeypatch):
     with pytest.raises(ValueError, match="is gone"):
         cache._own(name)  # not served from memory: loaded again, and the files are gone
     assert loads == [name, name]
+
+
+def test_remove_drops_what_was_computed_from_that_model_only(monkeypatch):
+    """"Remove this model of yours": its compressed models, reports and figures leave the caches at once; the
+    session's other model keeps its own."""
+    import compressor as cz
+    from ui import cache, figure_cache
+
+    monkeypatch.setattr(uploads, "check_owner", lambda name: None)  # no script run here
+    sid = "N" * 22
+    gone, kept = (uploads.store_weights(sid, "digits-mlp", f"{i}.safetensors", weights_bytes(10 + i)) for i in range(2))
+    int8 = cache.recipe_key(cz.Recipe((cz.Quantize(bits=8),)))
+    for name in (gone, kept):
+        cache.measured(name, int8, timed=False)
+        figure_cache.shared(("test_remove", name), lambda: object())
+    uploads.remove(gone)
+    with pytest.raises(ValueError, match="is gone"):
+        cache.measured(gone, int8, timed=False)  # not served from memory
+    assert cache.measured(kept, int8, timed=False).accuracy > 0
+    assert [key for key in figure_cache._figures if key[0] == "test_remove"] == [("test_remove", kept)]

@@ -30,7 +30,7 @@ from ui.session import own_model_owner
 Gone = Callable[[Any], bool]  # a cache key's model name -> does it belong to the departed session?
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
-_made: defaultdict[str, set[tuple]] = defaultdict(set)  # session id -> (cached function, args, kwargs) of its entries
+_made: defaultdict[str, set[tuple]] = defaultdict(set)  # session id -> (cached function, model, args, kwargs) of entries
 _stores: list[Callable[[Gone], None]] = []
 _lock = threading.Lock()
 
@@ -44,12 +44,13 @@ def forgettable(cache: Callable[[Fn], Fn]) -> Callable[[Fn], Fn]:
 
         @functools.wraps(fn)  # Streamlit reads the parameters and source through __wrapped__: same keys as `fn`
         def miss(*args: Any, **kwargs: Any) -> Any:
-            owner = own_model_owner(args[0] if args else kwargs.get(names[0], ""))
+            model = args[0] if args else kwargs.get(names[0], "")
+            owner = own_model_owner(model)
             if owner is not None:  # unhashed ("_") arguments are not noted: Streamlit ignores them, they may be big
                 positional = tuple(None if names[i].startswith("_") else a for i, a in enumerate(args))
                 keywords = tuple((k, None if k.startswith("_") else v) for k, v in kwargs.items())
                 with _lock:
-                    _made[owner].add((cached, positional, keywords))
+                    _made[owner].add((cached, model, positional, keywords))
             return fn(*args, **kwargs)
 
         cached = cache(miss)
@@ -71,11 +72,25 @@ def belongs_to(session_id: str) -> Gone:
 
 def forget(session_id: str) -> None:
     """Drop everything computed from this session's own models, in every cache of this process."""
+    _drop(session_id, belongs_to(session_id))
     with _lock:
-        made = _made.pop(session_id, set())
-    for cached, args, kwargs in made:
+        _made.pop(session_id, None)
+
+
+def forget_model(name: str) -> None:
+    """Drop everything computed from one own model (its session removed it: ui/uploads.py `remove`)."""
+    owner = own_model_owner(name)
+    if owner is not None:
+        _drop(owner, lambda model: model == name)
+
+
+def _drop(session_id: str, gone: Gone) -> None:
+    with _lock:
+        notes = _made.get(session_id, set())
+        made = [note for note in notes if gone(note[1])]
+        notes.difference_update(made)
+    for cached, _, args, kwargs in made:
         cached.clear(*args, **dict(kwargs))
-    gone = belongs_to(session_id)
     for store in list(_stores):
         store(gone)
 

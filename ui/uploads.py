@@ -22,6 +22,7 @@ import streamlit as st
 
 from compressor import user_models
 from compressor.data import Sample
+from ui.owned import forget_model
 from ui.session import MODEL, OWN_PREFIX, SESSION_ID, display_name, own_model_folder, own_model_owner, uploads_dir
 
 HASH_CHARS = 16  # 64 bits of SHA-256: distinct uploads of one session never collide in practice
@@ -125,8 +126,9 @@ def hf_roots() -> list[Path]:
 
 
 def remove(name: str) -> None:
-    """Delete one of this session's own models now."""
+    """Delete one of this session's own models now, and what the server computed from it (ui/owned.py)."""
     check_owner(name)
+    forget_model(name)
     shutil.rmtree(own_model_folder(name), ignore_errors=True)
 
 
