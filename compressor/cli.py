@@ -17,7 +17,7 @@ from compressor.data import DataSplits, Sample, check_fits
 from compressor.deploy import deploy, export_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
 from compressor.models import (
-    baseline_source, build_model, data_source, is_entry_point, is_weights_source, list_samples, load_data, load_sample,
+    baseline_source, build_model, data_source, is_entry_point, is_hf_source, is_weights_source, list_samples, load_data, load_sample,
     parse_shape, random_data, weights_digest,
 )
 from compressor.pipeline import compress
@@ -108,6 +108,11 @@ def _base(args: argparse.Namespace) -> Sample | None:
     if not _is_artifact(args.model):
         raise ValueError(f"--base {args.base!r} is for an artifact made from a Hugging Face folder (--model FILE.clab); "
                          f"{args.model!r} is not an artifact: leave --base out")
+    source = artifact.read_header(args.model)["source"]
+    if source is not None and not is_hf_source(source):
+        again = "pass those weights with --weights FILE" if is_weights_source(source) else "leave --base out"
+        raise ValueError(f"--base {args.base!r} is for an artifact made from a Hugging Face folder; {args.model!r} was "
+                         f"made from {source!r}: {again}")
     if not Path(args.base).is_dir():
         raise ValueError(f"--base {args.base!r} must be the Hugging Face folder (config.json + model.safetensors) "
                          f"{args.model!r} was made from")

@@ -291,6 +291,9 @@ def test_an_artifact_of_a_hf_folder_evaluates_back_into_that_folder_only(tmp_pat
     assert "pass the model it was made from" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "bert"), "--base", str(tmp_path / "bert"), *fast]) == 2
     assert "leave --base out" in capsys.readouterr().err
+    assert main(["export", "--model", "digits-mlp", "--recipe", str(tmp_path / "int8.json"), "--out", str(tmp_path / "s.clab")]) == 0
+    assert main(["evaluate", "--model", str(tmp_path / "s.clab"), "--base", str(tmp_path / "bert"), *fast]) == 2
+    assert "was made from 'digits-mlp': leave --base out" in capsys.readouterr().err
 
     from compressor.embedding_training import teacher_embeddings
 
