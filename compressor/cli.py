@@ -83,13 +83,14 @@ def _data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
     raise ValueError(f"model {args.model!r} has no default data; pass --data (sample, entry point or .npz) or --input-shape")
 
 
-def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
+def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits, nn.Module | None] | None:
     """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data (for an
-    artifact, --weights are its baseline instead: see `_baseline`); or an artifact loaded into its --base."""
+    artifact, --weights are its baseline instead: see `_baseline`); or an artifact loaded into its --base, with that
+    base (its baseline) third."""
     base = _base(args)
     if base is not None:
         model = artifact.load(args.model, base=base.model)  # a base of another model is refused (its hash differs)
-        return model, (open_data(args, model) if args.data else base.data)
+        return model, (open_data(args, model) if args.data else base.data), base.model
     if _is_artifact(args.model):
         return None
     if args.weights:
@@ -98,7 +99,7 @@ def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
         own = user_models.load_hf_folder(args.model)
     else:
         return None
-    return own.model, (open_data(args, own.model) if args.data else own.data)
+    return own.model, (open_data(args, own.model) if args.data else own.data), None
 
 
 def _base(args: argparse.Namespace) -> Sample | None:
@@ -128,7 +129,8 @@ def open_recipe(path: str | None) -> Recipe | None:
     return Recipe.load(path)
 
 
-def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSplits, Recipe | None]:
+def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSplits, Recipe | None, nn.Module | None]:
+    """(the model --model names, it compressed by --recipe, its data, the recipe, the --base it was loaded into)."""
     recipe = open_recipe(args.recipe)
     own = _own_model(args)
     model = own[0] if own else open_model(args.model, args.allow_code)
@@ -137,7 +139,7 @@ def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSpl
     if recipe is None and _is_artifact(args.model):
         header_recipe = artifact.read_header(args.model).get("recipe")
         recipe = Recipe.from_dict(header_recipe) if header_recipe is not None else None
-    return model, small, data, recipe
+    return model, small, data, recipe, (own[2] if own else None)
 
 
 def _recipe_dict(recipe: Recipe | None) -> dict | None:
@@ -156,8 +158,6 @@ def _baseline(args: argparse.Namespace, model: nn.Module) -> nn.Module | None:
     source = source_of(model)
     if not _is_artifact(args.model) or source is None:
         return model
-    if args.base is not None:  # the artifact was loaded into it: rebuild it as given (its hash was checked)
-        return user_models.load_hf_folder(args.base).model
     if not is_weights_source(source):
         if args.weights:
             raise ValueError(f"--weights {args.weights!r}: {args.model!r} was made from {source!r}, not from uploaded "
@@ -180,8 +180,8 @@ def no_baseline_note(artifact_path: str, source: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    model, small, data, recipe = _compressed(args)
-    baseline = _baseline(args, model)
+    model, small, data, recipe, base = _compressed(args)
+    baseline = base if base is not None else _baseline(args, model)
     compared = small if baseline is None else baseline  # no baseline: measured against itself, comparisons dropped
     latency = LatencyConfig(batch_size=args.batch_size, threads=args.threads, runs=args.runs)
     report = evaluate(small, data, baseline=compared, latency=latency, recipe=_recipe_dict(recipe))
@@ -221,7 +221,7 @@ def format_alone(report: Report, note: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    _, small, data, recipe = _compressed(args)
+    _, small, data, recipe, _ = _compressed(args)
     if args.format == "onnx":
         plan = plan_kernels(small)
         proto = export_graph(small, data)  # token models: named int64 inputs, free sequence axis

@@ -23,7 +23,6 @@ import re
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from compressor.data import Sample
 from compressor.models import build_model, hf_source, is_entry_point, load_data, weights_source
