@@ -60,7 +60,7 @@ def forgettable(cache: Callable[[Fn], Fn]) -> Callable[[Fn], Fn]:
 
 
 def on_forget(store: Callable[[Gone], None]) -> None:
-    """Register a store's `forget(gone)`, called when a session's uploads are deleted."""
+    """Register a store's `forget(gone)`, called when a session's uploads are deleted (or one of its models is)."""
     if store not in _stores:
         _stores.append(store)
 

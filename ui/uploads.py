@@ -3,7 +3,8 @@
 Each own model lives in `<session dir>/uploads/<session id>/<content hash>/` (the uploaded file and a meta.json
 saying what it is) and is named "upload:<session id>:<content hash>": the model picker offers a session only the
 names under its own id (ui/session.py `own_models`), and `ui.cache.sample` refuses a name of another session.
-Uploads go with their session: when its tab is gone (ui/janitor.py), or on "Remove".
+Uploads go with their session: when its tab is gone (ui/janitor.py), or on "Remove"; and with them whatever the
+server computed from them (ui/owned.py).
 
 What may be brought (compressor/user_models.py checks it): weights for a sample architecture (.safetensors or a
 state-dict .pt); a Hugging Face BERT folder on the server, only under a folder the server allows (CLAB_HF_ROOTS or
