@@ -172,7 +172,7 @@ def test_an_idle_queue_closes_its_child(monkeypatch):
 
     monkeypatch.setattr(deploy_jobs, "CHILD_IDLE_S", 0.2)
     queue = DeployQueue(runner=Runner())
-    queue.request(("m", "r"), lambda: "measured")
+    queue.request(("m", "r"), lambda: lambda: "measured")
     assert wait_for(queue, ("m", "r")).deployment == "measured"
     assert closed.wait(WAIT_S)
 
