@@ -20,7 +20,8 @@ Header
     format       the format version
     source       where the uncompressed architecture comes from (the model's `compressor_source`: a sample name,
                  a sample's student "digits-mlp@width=0.4", a sample architecture with a user's weights
-                 "digits-mlp@weights=<SHA-256 of the weights file, 16 hex>", or an entry point), or null
+                 "digits-mlp@weights=<SHA-256 of the weights file, 16 hex>", a Hugging Face folder's model
+                 "hf@sha256=<SHA-256 of its config and weights, 16 hex>", or an entry point), or null
     recipe       the recipe dict given to `encode`, as is, or null
     modules      the layers to rebuild on load, sorted by name (so outermost first); a low-rank pair also records
                  what it replaced (`low_rank.Factorization`), so its rank is known after loading:
@@ -61,9 +62,11 @@ For positions and quantizer arrays run-length DEFLATE (`Z_RLE`) is tried too: ma
 Both strategies write standard DEFLATE that one `zlib.decompressobj` reads.
 
 Loading never unpickles the artifact: it reads JSON and raw arrays. The architecture comes from `base`
-(deep-copied) or is rebuilt from `source`: a sample name, a sample's student or a sample architecture with a
-user's weights resolves through the sample registry only (`compressor.models`; a sample's weights are read with `torch.load(weights_only=True)`, then the
-artifact's tensors replace them). A file never chooses code to run: an entry-point source (`pkg.mod:factory`,
+(deep-copied; a base tagged with another source is refused) or is rebuilt from `source`: a sample name, a sample's
+student or a sample architecture with a user's weights resolves through the sample registry only
+(`compressor.models`; a sample's weights are read with `torch.load(weights_only=True)`, then the artifact's tensors
+replace them). A Hugging Face folder's model ("hf@sha256=<16 hex>") names no path, so it loads only into a `base`
+(the folder's model, whose hash must match); without one, one line says so. A file never chooses code to run: an entry-point source (`pkg.mod:factory`,
 `file.py:factory`) is refused unless the caller passes `allow_entry_points=True`. Every module in `modules` whose
 type or arguments differ from the skeleton's is replaced (a Sequential pair replaces a Linear, a shrunk conv a
 wide one), then the tensors are loaded with `load_state_dict(strict=True, assign=True)` (assign keeps the stored
@@ -98,7 +101,7 @@ from torch import nn
 from compressor.bitpack import pack_bits, packed_size, unpack_bits
 from compressor.layers import ROOT_NAME
 from compressor.low_rank import FACTORIZATION, Factorization
-from compressor.models import build_model, is_entry_point
+from compressor.models import build_model, is_entry_point, needs_base
 from compressor.sparse_encoding import Dense, PositionEncoding, encoding_from_dict, sparse_encodings
 from compressor.state import (
     WEIGHT_QUANT,
@@ -206,8 +209,10 @@ def is_artifact(path_or_bytes: PathOrBytes) -> bool:
 def load(path_or_bytes: PathOrBytes, base: nn.Module | None = None, *, allow_entry_points: bool = False) -> nn.Module:
     """The model stored in an artifact, in eval mode, with its quantization metadata and source tag.
 
-    `base` is a skeleton to rebuild into (deep-copied, never changed); without it the architecture is built
-    from the artifact's source: a sample name or a sample's student, through the sample registry. A source
+    `base` is a skeleton to rebuild into (deep-copied, never changed; if it records a source, that must be the
+    artifact's); without it the architecture is built from the artifact's source: a sample name, a sample's student
+    or a sample architecture with a user's weights, through the sample registry (a Hugging Face folder's model needs
+    its folder's model as `base`, and the error says so). A source
     naming an entry point would run code the file chose, so it is refused unless `allow_entry_points=True`
     (pass that only for files you trust, or pass `base` instead). A bad or crafted file raises ValueError.
     """
@@ -238,14 +243,26 @@ def load(path_or_bytes: PathOrBytes, base: nn.Module | None = None, *, allow_ent
 def _skeleton(source: str | None, base: nn.Module | None, allow_entry_points: bool) -> tuple[nn.Module, str]:
     """The model to load into and how to name it in errors: a copy of `base`, or one built from the source."""
     if base is not None:
+        _check_base(source, base)
         return copy.deepcopy(base), "base model"
     if source is None:
         raise ValueError("the artifact was exported without a source; pass base=... (a model of the same architecture)")
+    if needs_base(source):
+        raise ValueError(f"the artifact cannot be rebuilt from the file alone: {needs_base(source)}")
     if is_entry_point(source) and not allow_entry_points:
         raise ValueError(f"the artifact's source is the entry point {source!r}: loading it would run code the file "
                          "names; pass allow_entry_points=True (CLI: --allow-code) if you trust the file, or "
                          "base=... (a model of the same architecture)")
     return build_model(source), f"model built from {source!r}"
+
+
+def _check_base(source: str | None, base: nn.Module) -> None:
+    """A base that records where it comes from must come from where the artifact says it does (an untagged base is
+    the caller's word): a Hugging Face folder's model with another hash, or another sample, is refused."""
+    given = source_of(base)
+    if source is not None and given is not None and given != source:
+        raise ValueError(f"the base model given is {given!r}, but the artifact was made from {source!r}: "
+                         "pass the model it was made from")
 
 
 def _check_shapes(model: nn.Module, tensors: list[dict[str, Any]], skeleton: str) -> None:

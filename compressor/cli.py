@@ -13,11 +13,11 @@ from pathlib import Path
 from torch import nn
 
 from compressor import artifact, user_models
-from compressor.data import DataSplits, check_fits
+from compressor.data import DataSplits, Sample, check_fits
 from compressor.deploy import deploy, export_graph, plan_kernels, with_deployment
 from compressor.latency import LatencyConfig
 from compressor.models import (
-    baseline_source, build_model, data_source, is_entry_point, is_weights_source, list_samples, load_data, load_sample,
+    baseline_source, build_model, data_source, is_entry_point, is_hf_source, is_weights_source, list_samples, load_data, load_sample,
     parse_shape, random_data, weights_digest,
 )
 from compressor.pipeline import compress
@@ -83,9 +83,14 @@ def _data(args: argparse.Namespace, model: nn.Module) -> DataSplits:
     raise ValueError(f"model {args.model!r} has no default data; pass --data (sample, entry point or .npz) or --input-shape")
 
 
-def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
+def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits, nn.Module | None] | None:
     """A Hugging Face folder (--model DIR) or a sample architecture with --weights FILE, with its data (for an
-    artifact, --weights are its baseline instead: see `_baseline`)."""
+    artifact, --weights are its baseline instead: see `_baseline`); or an artifact loaded into its --base, with that
+    base (its baseline) third."""
+    base = _base(args)
+    if base is not None:
+        model = artifact.load(args.model, base=base.model)  # a base of another model is refused (its hash differs)
+        return model, (open_data(args, model) if args.data else base.data), base.model
     if _is_artifact(args.model):
         return None
     if args.weights:
@@ -94,7 +99,25 @@ def _own_model(args: argparse.Namespace) -> tuple[nn.Module, DataSplits] | None:
         own = user_models.load_hf_folder(args.model)
     else:
         return None
-    return own.model, (open_data(args, own.model) if args.data else own.data)
+    return own.model, (open_data(args, own.model) if args.data else own.data), None
+
+
+def _base(args: argparse.Namespace) -> Sample | None:
+    """--base DIR: the Hugging Face folder an artifact was made from (its architecture is not in the file)."""
+    if args.base is None:
+        return None
+    if not _is_artifact(args.model):
+        raise ValueError(f"--base {args.base!r} is for an artifact made from a Hugging Face folder (--model FILE.clab); "
+                         f"{args.model!r} is not an artifact: leave --base out")
+    source = artifact.read_header(args.model)["source"]
+    if source is not None and not is_hf_source(source):
+        again = "pass those weights with --weights FILE" if is_weights_source(source) else "leave --base out"
+        raise ValueError(f"--base {args.base!r} is for an artifact made from a Hugging Face folder; {args.model!r} was "
+                         f"made from {source!r}: {again}")
+    if not Path(args.base).is_dir():
+        raise ValueError(f"--base {args.base!r} must be the Hugging Face folder (config.json + model.safetensors) "
+                         f"{args.model!r} was made from")
+    return user_models.load_hf_folder(args.base)
 
 
 def open_recipe(path: str | None) -> Recipe | None:
@@ -106,7 +129,8 @@ def open_recipe(path: str | None) -> Recipe | None:
     return Recipe.load(path)
 
 
-def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSplits, Recipe | None]:
+def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSplits, Recipe | None, nn.Module | None]:
+    """(the model --model names, it compressed by --recipe, its data, the recipe, the --base it was loaded into)."""
     recipe = open_recipe(args.recipe)
     own = _own_model(args)
     model = own[0] if own else open_model(args.model, args.allow_code)
@@ -115,7 +139,7 @@ def _compressed(args: argparse.Namespace) -> tuple[nn.Module, nn.Module, DataSpl
     if recipe is None and _is_artifact(args.model):
         header_recipe = artifact.read_header(args.model).get("recipe")
         recipe = Recipe.from_dict(header_recipe) if header_recipe is not None else None
-    return model, small, data, recipe
+    return model, small, data, recipe, (own[2] if own else None)
 
 
 def _recipe_dict(recipe: Recipe | None) -> dict | None:
@@ -156,8 +180,8 @@ def no_baseline_note(artifact_path: str, source: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    model, small, data, recipe = _compressed(args)
-    baseline = _baseline(args, model)
+    model, small, data, recipe, base = _compressed(args)
+    baseline = base if base is not None else _baseline(args, model)
     compared = small if baseline is None else baseline  # no baseline: measured against itself, comparisons dropped
     latency = LatencyConfig(batch_size=args.batch_size, threads=args.threads, runs=args.runs)
     report = evaluate(small, data, baseline=compared, latency=latency, recipe=_recipe_dict(recipe))
@@ -197,7 +221,7 @@ def format_alone(report: Report, note: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    _, small, data, recipe = _compressed(args)
+    _, small, data, recipe, _ = _compressed(args)
     if args.format == "onnx":
         plan = plan_kernels(small)
         proto = export_graph(small, data)  # token models: named int64 inputs, free sequence axis
@@ -341,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "state-dict .pt (read with weights_only=True); checked name by name. With "
                                            "--model FILE.clab exported from your weights: the same file, to compare "
                                            "with (without it the artifact is measured alone)")
+        cmd.add_argument("--base", help="with --model FILE.clab made from a Hugging Face folder: that folder (the file holds "
+                                        "the compressed tensors, not the architecture; a folder of another model is "
+                                        "refused: its hash differs); the uncompressed baseline too")
         cmd.add_argument("--allow-code", action="store_true",
                          help="let an artifact whose header names an entry point (pkg.mod:factory) run it; "
                               "only for files you trust")

@@ -236,9 +236,10 @@ def _modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
 # ---------------------------------------------------------------- running and timing
 
 
-def session(proto: onnx.ModelProto, threads: int = 1, optimize: bool = True) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session: `threads` intra-op threads, sequential, FTZ/DAZ, all graph optimizations
-    (optimize=False runs the graph node by node as exported: how tests check the exporter itself)."""
+def session(graph: onnx.ModelProto | bytes, threads: int = 1, optimize: bool = True) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session of a graph (or its serialized bytes, which the session then holds without a copy):
+    `threads` intra-op threads, sequential, FTZ/DAZ, all graph optimizations (optimize=False runs the graph node by
+    node as exported: how tests check the exporter itself)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -248,7 +249,8 @@ def session(proto: onnx.ModelProto, threads: int = 1, optimize: bool = True) -> 
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     options.log_severity_level = 3  # errors only
     with denormal_state_kept():
-        return ort.InferenceSession(proto.SerializeToString(), options, providers=[PROVIDER])
+        data = graph if isinstance(graph, bytes) else graph.SerializeToString()
+        return ort.InferenceSession(data, options, providers=[PROVIDER])
 
 
 def feeds(inputs: Inputs, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
@@ -420,8 +422,12 @@ class Baseline:
     """The fp32 baseline as deployed: what every configuration of one model is compared with."""
 
     session: ort.InferenceSession  # the exported fp32 graph on ONNX Runtime (thread-safe to run)
-    onnx_bytes: int  # its .onnx file
+    graph: bytes  # that graph, serialized: the .onnx file (the session holds these same bytes, no copy)
     test_outputs: torch.Tensor  # (N_test, ·) its logits, or embeddings, of the held-out split
+
+    @property
+    def onnx_bytes(self) -> int:
+        return len(self.graph)
 
 
 class BaselineCache:
@@ -490,15 +496,16 @@ def _digest(h: Any, name: str, tensor: torch.Tensor) -> None:
 
 
 def _build_baseline(baseline: nn.Module, data: DataSplits, latency: LatencyConfig) -> Baseline:
-    """Export the fp32 baseline, open its session and record its held-out outputs."""
+    """Export the fp32 baseline, open its session and record its held-out outputs: the one place the fp32 graph of
+    a deployment is built (`deploy` and `MixedInt8` both start from it)."""
     example, axes = export_inputs(data)
-    proto = to_onnx(baseline, example, axes)
-    sess = session(proto, latency.threads)
+    graph = to_onnx(baseline, example, axes).SerializeToString()
+    sess = session(graph, latency.threads)
     if data.kind == "embedding":
         test_outputs = fidelity.embed(session_encoder(sess), data.test.X)
     else:
         test_outputs = outputs(sess, data.test.X)
-    return Baseline(sess, proto.ByteSize(), test_outputs)
+    return Baseline(sess, graph, test_outputs)
 
 
 BASELINES = BaselineCache()  # this process's deployed baselines
@@ -614,19 +621,22 @@ class MixedInt8:
     """One model deployed with a chosen set of Linear layers as dynamic int8 (symmetric, per channel unless told
     otherwise: ONNX Runtime's MatMulInteger, the input quantized per batch) and every other layer in fp32.
 
-    The fp32 graph is exported ONCE; each `measure(layers)` only re-quantizes it (`int8_graph`, i.e.
+    The fp32 graph and its session are the deployed baseline's (`fp32_baseline`: exported once per process and
+    shared with `deploy`, so the app's deployments and a search of the same model export it once; `shared=False`
+    builds a private one the same way, for a model that is not worth a place in that bounded cache, such as one
+    recipe's model among a search's many). Each `measure(layers)` only re-quantizes it (`int8_graph`, i.e.
     `quantize_dynamic` with `nodes_to_quantize` = those layers' MatMul nodes), so a mixed-precision search pays
     for quantization, scoring and timing, never for another export. The fp32 session is the timing baseline.
     """
 
     def __init__(self, model: nn.Module, data: DataSplits, per_channel: bool = True,
                  latency: LatencyConfig = LatencyConfig(warmup=3, runs=20),
-                 reference: fidelity.Reference | None = None) -> None:
+                 reference: fidelity.Reference | None = None, shared: bool = True) -> None:
         self.model, self.data, self.latency = model, data, latency
         self.plan = KernelPlan("int8", per_channel=per_channel, symmetric=True)
-        example, axes = export_inputs(data)
-        self.fp32 = gemm_to_matmul(to_onnx(model, example, axes))
-        self.fp32_session = session(self.fp32, latency.threads)
+        base = fp32_baseline(model, data, latency) if shared else _build_baseline(model, data, latency)
+        self.fp32 = gemm_to_matmul(onnx.load_from_string(base.graph))  # Linear as MatMul: what int8 rewrites
+        self.fp32_session = base.session
         if data.kind == "embedding" and reference is None:
             reference = fidelity.reference(model, data)
         self.reference = reference

@@ -42,6 +42,9 @@ def teacher_embeddings(model: nn.Module, data: Split) -> torch.Tensor:
     if source is None:
         raise ValueError("fine-tuning an embedding model distils from its uncompressed source, but this model "
                          "has none (compressor_source); build it with load_sample or build_model")
+    if baseline_source(source) is None:  # a user's weights or Hugging Face folder: not in the registry
+        raise ValueError(f"fine-tuning an embedding model distils from its uncompressed model, which the registry "
+                         f"cannot rebuild for {source!r}; pass targets= (the uncompressed model's embeddings)")
     key = (baseline_source(source), tuple(data.X.shape), hash(data.X.numpy().tobytes()))
     return _teacher_embeddings(key, data.X).clone()
 

@@ -2,9 +2,12 @@
 
 A sample name ("digits-mlp"), a sample's student ("digits-mlp@width=0.4") and a sample's architecture holding a
 user's weights ("digits-mlp@weights=<SHA-256 prefix>": the architecture only, the weights are the user's) resolve
-through the sample registry only: they never run code chosen by whoever wrote the name. An entry point imports and calls Python code, so
-only the caller decides to run one (the CLI's --model, `make_student(source=...)`); a file's header never does
-(see `compressor.artifact.load`, which needs `allow_entry_points=True` for that).
+through the sample registry only: they never run code chosen by whoever wrote the name. A Hugging Face folder's
+model is named by its files' hash only ("hf@sha256=<SHA-256 prefix>"): the registry cannot rebuild it, so whoever
+loads its artifact passes the folder's model as `base` (checked against the hash); the name never holds a path.
+An entry point imports and calls Python code, so only the caller decides to run one (the CLI's --model,
+`make_student(source=...)`); a file's header never does (see `compressor.artifact.load`, which needs
+`allow_entry_points=True` for that).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from sample_models.architectures import DigitsCNN, DigitsMLP
 STUDENT_MARK = "@width="  # "digits-mlp@width=0.4": the sample's architecture at 0.4 of its width
 WEIGHTS_MARK = "@weights="  # "digits-mlp@weights=1a2b…": the sample's architecture with a user's weights file
 WEIGHTS_DIGEST_CHARS = 16  # the weights file's SHA-256, first 16 hex digits: names which file, checkably
+HF_MARK = "hf@sha256="  # "hf@sha256=1a2b…": a Hugging Face folder's model, by its files' SHA-256 (16 hex digits)
 MAX_INPUT_ELEMENTS = 2**28  # --input-shape: at most 2^28 random inputs (1 GiB of float32)
 
 
@@ -117,17 +121,47 @@ def weights_source(architecture: str, digest: str) -> str:
     return f"{architecture}{WEIGHTS_MARK}{digest[:WEIGHTS_DIGEST_CHARS]}"
 
 
+def _is_digest(text: str) -> bool:
+    """Exactly `WEIGHTS_DIGEST_CHARS` lowercase hex digits: what a source may carry to name a file (never a path)."""
+    return len(text) == WEIGHTS_DIGEST_CHARS and all(c in "0123456789abcdef" for c in text)
+
+
 def is_weights_source(source: str) -> bool:
     """True for "<sample>@weights=<digest>", the digest exactly `WEIGHTS_DIGEST_CHARS` lowercase hex digits (a file
     that claims anything else there is not trusted as one)."""
     architecture, mark, digest = source.partition(WEIGHTS_MARK)
-    return (bool(mark) and architecture in sample_models.catalog() and len(digest) == WEIGHTS_DIGEST_CHARS
-            and all(c in "0123456789abcdef" for c in digest))
+    return bool(mark) and architecture in sample_models.catalog() and _is_digest(digest)
 
 
 def weights_digest(source: str) -> str:
     """The weights file's digest in a weights source ("" for any other source)."""
     return source.partition(WEIGHTS_MARK)[2] if is_weights_source(source) else ""
+
+
+# ---- a Hugging Face folder's model ------------------------------------------------------------------------------------
+
+
+def hf_source(digest: str) -> str:
+    """The source tag of a model read from a Hugging Face folder: "hf@sha256=<16 hex>" (see `user_models.hf_digest`).
+
+    The folder's path is not in it: a tag read from a file never chooses what to read. Its architecture (config.json)
+    is not in the registry either, so an artifact of it loads only into the folder's model passed as `base`.
+    """
+    return f"{HF_MARK}{digest[:WEIGHTS_DIGEST_CHARS]}"
+
+
+def is_hf_source(source: str) -> bool:
+    """True for "hf@sha256=<digest>", the digest exactly `WEIGHTS_DIGEST_CHARS` lowercase hex digits."""
+    return source.startswith(HF_MARK) and _is_digest(source[len(HF_MARK):])
+
+
+def needs_base(source: str) -> str:
+    """The one line saying which base rebuilds a model of `source` when the registry cannot ("" when it can)."""
+    if not is_hf_source(source):
+        return ""
+    return (f"it was made from a Hugging Face folder whose config.json and model.safetensors hash to "
+            f"{source[len(HF_MARK):]} (SHA-256), and its architecture is in that folder, not in the file: pass "
+            "base=compressor.user_models.load_hf_folder(FOLDER).model (CLI: --base FOLDER)")
 
 
 # ---- entry points ---------------------------------------------------------------------------------------------------
@@ -198,6 +232,8 @@ def build_model(source: str) -> nn.Module:
         return build_student(source)
     if is_weights_source(source):
         return tag_source(sample_models.build(data_source(source)).eval(), source)
+    if is_hf_source(source):
+        raise ValueError(f"model source {source!r} cannot be rebuilt from its name: {needs_base(source)}")
     if is_entry_point(source):
         model = call_entry_point(source)
         if not isinstance(model, nn.Module):
@@ -208,8 +244,8 @@ def build_model(source: str) -> nn.Module:
 
 def baseline_source(source: str) -> str | None:
     """The model a compressed model is compared with: the sample itself for a student of a sample, None for a
-    sample architecture with a user's weights (those weights are not in the registry), else the source."""
-    if is_weights_source(source):
+    sample architecture with a user's weights or a Hugging Face folder's model (not in the registry), else the source."""
+    if is_weights_source(source) or is_hf_source(source):
         return None
     return source.partition("@")[0] if is_student_source(source) else source
 

@@ -168,7 +168,7 @@ class Int8Deployment:
 
     `Evaluator(model, data, measure_deployed=Int8Deployment(model, data))`. The fp32 graph of a recipe's model is
     exported once (`compressor.deploy.MixedInt8`) and only re-quantized per policy; the empty recipe (pure mixed
-    precision, the usual case) reuses the graph exported here. Quality is accuracy, or for embedding data the
+    precision, the usual case) starts from the model's deployed fp32 baseline, the one `deploy` compares with. Quality is accuracy, or for embedding data the
     mean cosine to the uncompressed model's embeddings (baseline 1.0).
     """
 
@@ -190,7 +190,8 @@ class Int8Deployment:
         key = recipe.to_json(indent=None)
         if key not in self._deployments:
             model = compress(self.model, recipe, self.data) if recipe.steps else self.model
-            mixed = MixedInt8(model, self.data, latency=self.latency, reference=self.reference())
+            mixed = MixedInt8(model, self.data, latency=self.latency, reference=self.reference(),
+                              shared=not recipe.steps)  # the model itself: its deployed baseline, shared with `deploy`
             self._deployments = {key: (mixed, totals(layer_costs(model, self.data.example_input))["effective_macs"])}
         return self._deployments[key]
 

@@ -23,10 +23,9 @@ import re
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from compressor.data import Sample
-from compressor.models import is_entry_point, load_data, load_entry_point, weights_source
+from compressor.models import build_model, hf_source, is_entry_point, load_data, weights_source
 from compressor.state import tag_source
 
 MAX_WEIGHTS_BYTES = 200 * 1024**2  # uploads and weight files: 200 MiB (.streamlit/config.toml maxUploadSize = 200)
@@ -119,6 +118,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def hf_digest(folder: str | Path) -> str:
+    """The identity of a Hugging Face folder's model, as hex: the SHA-256 of its config.json's bytes followed by
+    the hex SHA-256 of its model.safetensors (the same weights under another config are another model)."""
+    folder = Path(folder)
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    digest.update(file_sha256(folder / "model.safetensors").encode())
+    return digest.hexdigest()
+
+
 def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str) -> None:
     """A ValueError naming the first difference in names, shapes or dtypes between two state dicts."""
     missing = [k for k in expected if k not in given]
@@ -184,7 +192,8 @@ def load_hf_folder(folder: str | Path, limit: int = MAX_HF_BYTES) -> Sample:
     if config.vocab_size <= top:
         raise ValueError(f"Hugging Face folder {str(folder)!r}: vocabulary of {config.vocab_size} tokens; the shipped "
                          f"sentences (BERT WordPiece ids) need at least {top + 1}")
-    return Sample(name=folder.name, model=SentenceEncoder(encoder).eval(), data=data,
+    model = tag_source(SentenceEncoder(encoder).eval(), hf_source(hf_digest(folder)))  # exports record it: models.hf_source
+    return Sample(name=folder.name, model=model, data=data,
                   description=f"{config.model_type} encoder from {folder} "
                               f"({sum(p.numel() for p in encoder.parameters()):,} parameters) on the shipped sentences")
 
@@ -209,7 +218,5 @@ def load_entry_model(spec: str, data: str, allow_code: bool) -> Sample:
         raise ValueError(f"evaluation data {data!r} must be an .npz file with X (and optionally y)")
     if Path(data).is_file():
         check_size(Path(data).stat().st_size, MAX_WEIGHTS_BYTES, f"data file {Path(data).name!r}")
-    model = load_entry_point(spec)()
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"entry point {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return Sample(name=spec, model=model.eval(), data=load_data(data), description=f"your model from {spec}")
+    model = build_model(spec)  # tagged with the spec: its artifact loads back with allow_entry_points (--allow-code)
+    return Sample(name=spec, model=model, data=load_data(data), description=f"your model from {spec}")

@@ -296,6 +296,28 @@ def test_the_fp32_baseline_is_built_once_for_every_configuration(monkeypatch):
     assert sum(m is model for m in exported[before:]) == 1  # another thread count is another session
 
 
+def test_mixed_precision_starts_from_the_deployed_baselines_fp32_export(monkeypatch):
+    """One place builds the fp32 graph: `MixedInt8` of a model that `deploy` already used as its baseline exports
+    nothing, and times against that same session; `shared=False` builds its own the same way, outside the cache."""
+    from compressor.deploy import MixedInt8, fp32_baseline
+
+    model, data = _data("digits-mlp")
+    exported = []
+    real = deploy_module.to_onnx
+    monkeypatch.setattr(deploy_module, "to_onnx", lambda m, *a, **k: exported.append(m) or real(m, *a, **k))
+    BASELINES.clear()
+    deploy(cz.compress(model, [cz.Quantize(bits=8)], data), data, model, FAST)
+    before = len(exported)
+    mixed = MixedInt8(model, data, latency=FAST)
+    assert len(exported) == before  # no second export of the fp32 graph
+    base = fp32_baseline(model, data, FAST)
+    assert mixed.fp32_session is base.session
+    assert mixed.fp32 == deploy_module.gemm_to_matmul(onnx.load_from_string(base.graph))  # that graph, Linear as MatMul
+    assert mixed.measure(["fc2"]).onnx_bytes == mixed.graph(["fc2"]).ByteSize()
+    private = MixedInt8(model, data, latency=FAST, shared=False)
+    assert len(exported) == before + 1 and private.fp32_session is not base.session and len(BASELINES) == 1
+
+
 def test_baseline_identity_is_canonical_and_the_cache_is_bounded():
     model, data = _data("digits-mlp")
     twin = copy.deepcopy(model)

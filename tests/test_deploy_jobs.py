@@ -40,13 +40,31 @@ def test_one_job_per_configuration_shared_by_every_asker():
         gate.wait(WAIT_S)
         return "measured"
 
-    first = queue.request(("m", "r"), job)
-    second = queue.request(("m", "r"), job)
+    first = queue.request(("m", "r"), lambda: job)
+    second = queue.request(("m", "r"), lambda: job)
     assert first.pending and second.pending
     gate.set()
     assert wait_for(queue, ("m", "r")).deployment == "measured"
-    assert queue.request(("m", "r"), job).deployment == "measured"
+    assert queue.request(("m", "r"), lambda: job).deployment == "measured"
     assert len(calls) == 1
+
+
+def test_a_job_is_built_only_when_it_must_be_queued():
+    """The asker's job factory (which resolves models) is not called for a deployment that is ready, failed or
+    running: the status check lives in `request` alone."""
+    queue, built, gate = DeployQueue(), [], threading.Event()
+
+    def make(result):
+        built.append(result)
+        return lambda: gate.wait(WAIT_S) and result
+
+    queue.request(("m", "r"), lambda: make("first"))
+    wait_for(queue, ("m", "r"), ("running",))
+    assert queue.request(("m", "r"), lambda: make("again")).state == "running"
+    gate.set()
+    assert wait_for(queue, ("m", "r")).deployment == "first"
+    assert queue.request(("m", "r"), lambda: make("again")).deployment == "first"
+    assert built == ["first"]
 
 
 def test_newest_request_runs_first_and_the_queue_is_bounded():
@@ -60,10 +78,10 @@ def test_newest_request_runs_first_and_the_queue_is_bounded():
             return name
         return run
 
-    queue.request(("m", "blocker"), job("blocker"))
+    queue.request(("m", "blocker"), lambda: job("blocker"))
     wait_for(queue, ("m", "blocker"), ("running",))
     for name in ("a", "b", "c"):  # three wait behind the blocker; only two may: "a", the oldest, is dropped
-        queue.request(("m", name), job(name))
+        queue.request(("m", name), lambda: job(name))
     assert queue.status(("m", "a")) is None
     assert queue.status(("m", "b")).waiting == 1 and queue.status(("m", "c")).waiting == 0
     gate.set()
@@ -77,10 +95,10 @@ def test_a_failing_job_is_one_line_and_the_queue_goes_on():
     def broken():
         raise RuntimeError("export failed\nwith a long trace")
 
-    queue.request(("m", "bad"), broken)
+    queue.request(("m", "bad"), lambda: broken)
     failed = wait_for(queue, ("m", "bad"))
     assert failed.state == "failed" and failed.error == "RuntimeError: export failed"
-    queue.request(("m", "good"), lambda: "ok")
+    queue.request(("m", "good"), lambda: lambda: "ok")
     assert wait_for(queue, ("m", "good")).deployment == "ok"
 
 
@@ -154,7 +172,7 @@ def test_an_idle_queue_closes_its_child(monkeypatch):
 
     monkeypatch.setattr(deploy_jobs, "CHILD_IDLE_S", 0.2)
     queue = DeployQueue(runner=Runner())
-    queue.request(("m", "r"), lambda: "measured")
+    queue.request(("m", "r"), lambda: lambda: "measured")
     assert wait_for(queue, ("m", "r")).deployment == "measured"
     assert closed.wait(WAIT_S)
 

@@ -101,3 +101,56 @@ def test_the_hook_hears_of_a_session_before_its_uploads_go(tmp_path):
     clock.advance(GRACE_S + 1)
     janitor.run_once()
     assert heard == [("E" * 22, True)]  # called while the files are still there, for the gone session only
+
+
+def test_what_the_server_computed_from_a_gone_sessions_model_leaves_every_cache(monkeypatch, tmp_path):
+    """Compressed models, reports, deployments, figures, policy/pipeline/sweep rows and training runs made from a
+    session's upload are dropped when the janitor deletes it (and none reached the shared disk cache); a sample's
+    entries stay."""
+    import os
+
+    import pytest
+
+    import compressor as cz
+    from tests.test_uploads import weights_bytes
+    from ui import cache, deploy_jobs, figure_cache, janitor, pipeline_cache, policy_cache, session, sweeps, training, uploads
+    from ui.layers import weighted_layers
+
+    monkeypatch.setenv("CLAB_SHARED_CACHE", str(tmp_path / "shared"))
+    monkeypatch.setattr(uploads, "check_owner", lambda name: None)  # no script run here: ownership is tested elsewhere
+    sid, other = "L" * 22, "M" * 22
+    name = uploads.store_weights(sid, "digits-mlp", "w.safetensors", weights_bytes(8))
+    kept = uploads.store_weights(other, "digits-mlp", "w.safetensors", weights_bytes(9))  # another, live session
+    int8 = cache.recipe_key(cz.Recipe((cz.Quantize(bits=8),)))
+    lookups = {  # every server-wide cache, asked once per model
+        "stage": lambda m: cache.compressed(m, int8),
+        "report": lambda m: cache.report(m, int8, timed=True),  # measured + deployed (ui/deploy_jobs.py)
+        "onnx": lambda m: cache.onnx_file(m, int8),
+        "policy": lambda m: policy_cache.measures(m, int8),
+        "pipeline": lambda m: pipeline_cache.stages(m, int8),
+        "sweep": lambda m: sweeps.sweep_row(m, int8),
+        "layers": lambda m: weighted_layers(m),
+    }
+    for model in (name, kept, "digits-mlp"):
+        for lookup in lookups.values():
+            lookup(model)
+        figure_cache.shared(("test_figure", (model, int8)), lambda: object())
+    run = training.Trained(name, int8, cz.load_sample("digits-mlp").model, [], 1.0, 1)
+    training.finished_runs().put(run)
+    assert deploy_jobs.jobs.status((name, int8)).state == "ready"
+    shared = {path.read_text() for path in (tmp_path / "shared").rglob("*.json")}
+    assert shared and not any(session.OWN_PREFIX in text for text in shared)  # own models never reach the disk
+
+    later = time.time() + GRACE_S + 60
+    os.utime(session.uploads_dir(other), (later, later))  # the other session is alive: its folder is fresh
+    swept = Janitor(session.session_dir(), lambda tab: False, lambda: later, on_gone=janitor._run_hooks).run_once()
+    assert sid in swept and other not in swept
+
+    for lookup in lookups.values():  # not served from memory: computed again, and the upload is gone
+        with pytest.raises(ValueError, match="is gone"):
+            lookup(name)
+        lookup(kept), lookup("digits-mlp")  # still cached, or recomputed from files that are still there
+    assert deploy_jobs.jobs.status((name, int8)) is None and deploy_jobs.jobs.status((kept, int8)) is not None
+    assert training.finished_runs().get(name, int8) is None
+    figures = [key for key in figure_cache._figures if key[0] == "test_figure"]
+    assert [key[1][0] for key in figures] == [kept, "digits-mlp"]

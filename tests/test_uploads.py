@@ -205,29 +205,24 @@ def test_hugging_face_folders_only_under_an_allowed_root(tmp_path, monkeypatch):
     assert uploads.store_hf_folder(sid, str(root / "link")).startswith(f"upload:{sid}:")
 
 
-def test_the_export_snippets_of_uploaded_weights_run(tmp_path, monkeypatch, capsys):
-    """The Export page's "Load it back" code for an own model, run as a user would: next to the downloaded file and
-    their weights file, named as they named it; and no session id anywhere in it."""
+def run_export_snippets(name: str, folder: Path, capsys) -> None:
+    """The Export page's "Load it back" code for an own model, run as a user would in `folder` (the current
+    directory, holding what they brought): the Python loads the file; every shell command succeeds, and the
+    rebuilt file is the downloaded one. No session id anywhere in the code."""
     import shlex
 
     import compressor as cz
     from compressor.cli import main
     from ui.export_files import file_stem, load_back
 
-    sid = "G" * 22
-    data = weights_bytes(5)
-    name = uploads.store_weights(sid, "digits-mlp", "my weights.safetensors", data)
     own = uploads.load_own(name)
     recipe = cz.Recipe.from_json('{"steps": [{"type": "prune", "amount": 0.5}, {"type": "quantize", "bits": 8}]}')
     artifact = cz.encode(cz.compress(own.model, recipe, own.data), recipe.to_dict())
     stem = file_stem(name, artifact)
-    assert stem.startswith("your-model-my-weights-safetensors-")
     python_code, shell_code = load_back(name, stem)
-    assert sid not in python_code + shell_code
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / f"{stem}.clab").write_bytes(artifact.data)
-    (tmp_path / f"{stem}.recipe.json").write_text(recipe.to_json())
-    (tmp_path / "my weights.safetensors").write_bytes(data)
+    assert name.split(":")[1] not in python_code + shell_code
+    (folder / f"{stem}.clab").write_bytes(artifact.data)
+    (folder / f"{stem}.recipe.json").write_text(recipe.to_json())
     exec(compile(python_code, "export snippet", "exec"), {})
     assert capsys.readouterr().out.endswith(f"%, {artifact.size:,} bytes\n")  # the file it loaded is the one exported
     commands = [shlex.split(line)[3:] for line in shell_code.splitlines() if line.startswith("python -m compressor")]
@@ -235,7 +230,24 @@ def test_the_export_snippets_of_uploaded_weights_run(tmp_path, monkeypatch, caps
     for command in commands:
         fast = ["--runs", "20", "--batch-size", "8", "--json"] if command[0] == "evaluate" else []
         assert main(command + fast) == 0, command
-    assert (tmp_path / f"{stem}.clab").read_bytes() == artifact.data  # rebuilt from the recipe: the same file
+    assert (folder / f"{stem}.clab").read_bytes() == artifact.data  # rebuilt from the recipe: the same file
+
+
+def test_the_export_snippets_of_uploaded_weights_run(tmp_path, monkeypatch, capsys):
+    data = weights_bytes(5)
+    name = uploads.store_weights("G" * 22, "digits-mlp", "my weights.safetensors", data)
+    assert session.file_label(name) == "your-model-my-weights-safetensors"  # the files are named as the user named it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my weights.safetensors").write_bytes(data)
+    run_export_snippets(name, tmp_path, capsys)
+
+
+def test_the_export_snippets_of_a_hugging_face_folder_run(tmp_path, monkeypatch, capsys):
+    """Its file names the folder's model by hash: `evaluate --model FILE.clab --base FOLDER` measures it."""
+    monkeypatch.setenv("CLAB_HF_ROOTS", str(tmp_path))
+    name = uploads.store_hf_folder("J" * 22, str(tiny_bert(tmp_path / "bert")))
+    monkeypatch.chdir(tmp_path)
+    run_export_snippets(name, tmp_path, capsys)
 
 
 def test_cached_copies_go_with_the_files(monkeypatch):
@@ -255,3 +267,23 @@ def test_cached_copies_go_with_the_files(monkeypatch):
     with pytest.raises(ValueError, match="is gone"):
         cache._own(name)  # not served from memory: loaded again, and the files are gone
     assert loads == [name, name]
+
+
+def test_remove_drops_what_was_computed_from_that_model_only(monkeypatch):
+    """"Remove this model of yours": its compressed models, reports and figures leave the caches at once; the
+    session's other model keeps its own."""
+    import compressor as cz
+    from ui import cache, figure_cache
+
+    monkeypatch.setattr(uploads, "check_owner", lambda name: None)  # no script run here
+    sid = "N" * 22
+    gone, kept = (uploads.store_weights(sid, "digits-mlp", f"{i}.safetensors", weights_bytes(10 + i)) for i in range(2))
+    int8 = cache.recipe_key(cz.Recipe((cz.Quantize(bits=8),)))
+    for name in (gone, kept):
+        cache.measured(name, int8, timed=False)
+        figure_cache.shared(("test_remove", name), lambda: object())
+    uploads.remove(gone)
+    with pytest.raises(ValueError, match="is gone"):
+        cache.measured(gone, int8, timed=False)  # not served from memory
+    assert cache.measured(kept, int8, timed=False).accuracy > 0
+    assert [key for key in figure_cache._figures if key[0] == "test_remove"] == [("test_remove", kept)]

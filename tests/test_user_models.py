@@ -234,3 +234,124 @@ def test_a_weights_source_names_a_sample_and_a_16_hex_digest_only() -> None:
     for forged in ("digits-mlp@weights=../../etc/passwd", "digits-mlp@weights=0123", "digits-mlp@weights=",
                    "digits-mlp@weights=0123456789ABCDEF", "os:system@weights=0123456789abcdef"):
         assert not is_weights_source(forged), forged
+
+
+def _tiny_bert(folder, seed: int) -> None:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+              add_pooling_layer=False).eval().save_pretrained(folder, safe_serialization=True)
+
+
+def test_an_artifact_of_a_hf_folder_evaluates_back_into_that_folder_only(tmp_path, capsys):
+    """The header names the folder's model by hash (never its path); loading asks for the folder in one line, loads
+    into it, and refuses another folder's model."""
+    import json
+
+    import compressor as cz
+    from compressor.cli import main
+    from compressor.models import hf_source
+    from compressor.state import source_of
+    from tests.test_artifact_safety import reframe
+
+    _tiny_bert(tmp_path / "bert", seed=0)
+    _tiny_bert(tmp_path / "other", seed=1)
+    own = load_hf_folder(tmp_path / "bert")
+    assert source_of(own.model) == hf_source(user_models.hf_digest(tmp_path / "bert"))
+    (tmp_path / "int8.json").write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8}]}))
+    out = tmp_path / "bert.clab"
+    assert main(["export", "--model", str(tmp_path / "bert"), "--recipe", str(tmp_path / "int8.json"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    header = cz.artifact.read_header(out)
+    assert header["source"] == source_of(own.model) and str(tmp_path).encode() not in out.read_bytes()
+
+    with pytest.raises(ValueError, match=r"load_hf_folder\(FOLDER\)\.model \(CLI: --base FOLDER\)") as refused:
+        cz.load(out)
+    assert "\n" not in str(refused.value)
+    fast = ["--runs", "20", "--batch-size", "8", "--json"]
+    assert main(["evaluate", "--model", str(out), *fast]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--base FOLDER" in err
+
+    small = cz.compress(own.model, cz.Recipe.from_dict(json.loads((tmp_path / "int8.json").read_text())), own.data)
+    loaded = cz.load(out, base=own.model)
+    X = own.data.test.X[:8]
+    with torch.no_grad():
+        assert torch.equal(loaded(X), small(X))
+    assert main(["evaluate", "--model", str(out), "--base", str(tmp_path / "bert"), *fast]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["compressed_bytes"] == out.stat().st_size and report["compression_ratio"] > 1
+    assert report["baseline_params"] == sum(p.numel() for p in own.model.parameters())
+
+    other = load_hf_folder(tmp_path / "other").model
+    with pytest.raises(ValueError, match="the base model given is 'hf@sha256=[0-9a-f]{16}', but the artifact was made"):
+        cz.load(out, base=other)
+    assert main(["evaluate", "--model", str(out), "--base", str(tmp_path / "other"), *fast]) == 2
+    assert "pass the model it was made from" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "bert"), "--base", str(tmp_path / "bert"), *fast]) == 2
+    assert "leave --base out" in capsys.readouterr().err
+    assert main(["export", "--model", "digits-mlp", "--recipe", str(tmp_path / "int8.json"), "--out", str(tmp_path / "s.clab")]) == 0
+    assert main(["evaluate", "--model", str(tmp_path / "s.clab"), "--base", str(tmp_path / "bert"), *fast]) == 2
+    assert "was made from 'digits-mlp': leave --base out" in capsys.readouterr().err
+
+    from compressor.embedding_training import teacher_embeddings
+
+    with pytest.raises(ValueError, match="cannot rebuild for 'hf@sha256=.*pass targets="):
+        teacher_embeddings(own.model, own.data.train)  # fine-tuning's teacher: not rebuilt from a name either
+    for forged in ("hf@sha256=../../etc/passwd", "hf@sha256=" + "0" * 15, "hf@sha256=" + "0123456789ABCDEF"):
+        with pytest.raises(ValueError, match="unknown sample model"):
+            cz.load(reframe(out.read_bytes(), source=forged), allow_entry_points=True)
+
+
+def test_an_artifact_of_an_entry_point_records_it_and_runs_it_only_when_allowed(tmp_path, capsys):
+    """The entry point's spec is the source (as for --model file.py:factory): the file loads back only with the
+    opt-in, or into a base the caller built."""
+    import compressor as cz
+    from compressor.cli import main
+    from tests import models
+
+    X = np.random.default_rng(0).normal(size=(20, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", X=X, y=np.arange(20) % 5)  # residual_cnn: 5 classes
+    spec = "tests/models.py:residual_cnn"
+    own = load_entry_model(spec, str(tmp_path / "eval.npz"), allow_code=True)
+    data = cz.encode(own.model).data
+    assert cz.artifact.read_header(data)["source"] == spec
+    with pytest.raises(ValueError, match="allow_entry_points=True"):
+        cz.load(data)
+    with torch.no_grad():
+        assert torch.equal(cz.load(data, allow_entry_points=True)(own.data.test.X), own.model(own.data.test.X))
+        assert torch.equal(cz.load(data, base=models.residual_cnn())(own.data.test.X), own.model(own.data.test.X))
+    (tmp_path / "ep.clab").write_bytes(data)
+    args = ["evaluate", "--model", str(tmp_path / "ep.clab"), "--data", str(tmp_path / "eval.npz"), "--runs", "20"]
+    assert main(args) == 2
+    assert "--allow-code" in capsys.readouterr().err
+    assert main([*args, "--allow-code"]) == 0
+
+
+def test_readme_hugging_face_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's Hugging Face worked example as written: save a folder, export, evaluate back (refused without
+    --base, measured with it), and the Python lines."""
+    import json
+    import re
+    import shlex
+    from pathlib import Path
+
+    from compressor.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("Worked example: a Hugging Face folder", 1)[1].split("\n## ", 1)[0]
+    make, use = re.findall(r"```python\n(.*?)```", section, re.S)
+    commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(make, "README hf folder", "exec"), {})
+    (tmp_path / "int8.json").write_text(json.dumps({"steps": [{"type": "quantize", "bits": 8, "granularity": "channel"}]}))
+    for line in commands:
+        command, _, comment = line.partition("#")
+        args = shlex.split(command)[3:] + (["--runs", "20", "--json"] if "evaluate" in command else [])
+        assert main(args) == (2 if comment.strip().startswith("error") else 0), line
+    assert "--base FOLDER" in capsys.readouterr().err
+    namespace: dict = {}
+    exec(compile(use, "README hf load", "exec"), namespace)
+    mean_cosine = namespace["report"].fidelity["mean_cosine"]
+    assert float(capsys.readouterr().out) == pytest.approx(mean_cosine) and mean_cosine > 0.999

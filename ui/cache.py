@@ -12,8 +12,9 @@ import compressor as cz
 from compressor.deploy import export_graph, report_from_dict, with_deployment
 from compressor import fidelity
 from compressor.pipeline import RecipeLike, as_recipe
-from ui import deploy_jobs, disk_cache, janitor, uploads
-from ui.session import OWN_PREFIX, own_models
+from ui import deploy_jobs, disk_cache, uploads
+from ui.owned import forgettable
+from ui.session import OWN_PREFIX
 
 
 def recipe_key(recipe: RecipeLike) -> str:
@@ -36,18 +37,9 @@ def _sample(name: str) -> cz.Sample:
     return cz.load_sample(name)
 
 
-@st.cache_resource(max_entries=16, ttl=3600, show_spinner="Loading your model…")  # bounded: sessions come and go
+@forgettable(st.cache_resource(max_entries=16, ttl=3600, show_spinner="Loading your model…"))  # goes with its session
 def _own(name: str) -> cz.Sample:
     return uploads.load_own(name)
-
-
-def _forget_own(session_id: str) -> None:
-    """Drop the cached copies of a session's own models when the janitor deletes their files (ui/janitor.py)."""
-    for name in own_models(session_id):
-        _own.clear(name)
-
-
-janitor.on_gone(_forget_own)
 
 
 def is_embedding(name: str) -> bool:
@@ -55,14 +47,14 @@ def is_embedding(name: str) -> bool:
     return sample(name).data.kind == "embedding"
 
 
-@st.cache_resource(show_spinner="Embedding the held-out sentences with the uncompressed model (once per server)…")
+@forgettable(st.cache_resource(show_spinner="Embedding the held-out sentences with the uncompressed model (once per server)…"))
 def reference(name: str) -> fidelity.Reference | None:
     """The uncompressed model's embeddings and topic centroids, computed once per server; None for classifiers."""
     s = sample(name)
     return fidelity.reference(s.model, s.data) if s.data.kind == "embedding" else None
 
 
-@st.cache_resource(max_entries=64, show_spinner="Compressing the model…")  # shown after 0.5 s only
+@forgettable(st.cache_resource(max_entries=64, show_spinner="Compressing the model…"))  # shown after 0.5 s only
 def stage(name: str, recipe_json: str, _before: nn.Module) -> nn.Module:
     """The model of a recipe, made by its last step from `_before`, the model of the steps before it (not part of
     the cache key: the recipe JSON names it)."""
@@ -92,7 +84,7 @@ def stage_models(name: str, recipe_json: str) -> list[nn.Module]:
     return models
 
 
-@st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency…")
+@forgettable(st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency…"))
 def measured(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a recipe without its deployment: accuracy (or fidelity), exported file size, MACs and,
     when `timed`, eager PyTorch latency (timed once per configuration, then reused). Served by several processes,
@@ -116,16 +108,13 @@ def deployment_job(name: str, recipe_json: str, report: cz.Report) -> deploy_job
 
 def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Status:
     """Where the recipe's deployment is (ui/deploy_jobs.py): ready, failed, or queued/running in the background
-    (asked for here, once for every session)."""
-    key = (name, recipe_json)
-    known = deploy_jobs.jobs.status(key)
-    if known is not None and known.state != "queued":
-        return known
-    return deploy_jobs.jobs.request(key, deployment_job(name, recipe_json, report))
+    (asked for here, once for every session; its job is built only when it must be queued)."""
+    return deploy_jobs.jobs.request((name, recipe_json), lambda: deployment_job(name, recipe_json, report))
 
 
-@st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency, then deploying "
-               "on ONNX Runtime (export, deployed fidelity or accuracy, timing; tens of seconds for minilm-l6)…")
+@forgettable(st.cache_data(max_entries=512, show_spinner="Measuring fidelity or accuracy, file size and eager latency, "
+                          "then deploying on ONNX Runtime (export, deployed fidelity or accuracy, timing; tens of seconds "
+                          "for minilm-l6)…"))
 def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a recipe; timed reports are also deployed on ONNX Runtime (integer kernels where the
     weights allow), now, in this script, so pages that show one number for one configuration (Overview, Export,
@@ -139,7 +128,7 @@ def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     return with_deployment(core, deploy_jobs.jobs.measure(key, deployment_job(name, recipe_json, core)))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@forgettable(st.cache_data(max_entries=64, show_spinner=False))
 def onnx_file(name: str, recipe_json: str) -> bytes:
     """The deployed ONNX graph of a recipe (what ONNX Runtime ran for the report), as file bytes."""
     return export_graph(compressed(name, recipe_json), sample(name).data).SerializeToString()

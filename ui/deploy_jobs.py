@@ -35,6 +35,7 @@ from compressor.deploy import deploy
 from compressor.latency import LatencyConfig
 from compressor.report import Deployment, SparseTiming
 from ui import disk_cache
+from ui.owned import Gone, on_forget
 
 MAX_PENDING = 32  # jobs waiting at once (a slider has ~20 stops per page and model; more are stale by then)
 MAX_RESULTS = 512  # deployments kept in memory (a few KB each)
@@ -137,6 +138,7 @@ class DeployQueue:
         self._pending: OrderedDict[Key, Job] = OrderedDict()  # most recently asked last
         self._results: OrderedDict[Key, Status] = OrderedDict()  # ready or failed, least recently used first
         self._running: Key | None = None
+        self._running_gone = False  # the running job's model left with its session: its result is not kept
         self._lock = threading.Condition()
         self._worker: threading.Thread | None = None
 
@@ -145,8 +147,9 @@ class DeployQueue:
         with self._lock:
             return self._known(key)
 
-    def request(self, key: Key, job: Job) -> Status:
-        """The deployment of `key` if measured; else queue `job` (once) and say where it is."""
+    def request(self, key: Key, make_job: Callable[[], Job]) -> Status:
+        """The deployment of `key` if measured, failed or running; else queue the job `make_job()` builds (built
+        here, in the caller's thread, only when it must be queued; queued once) and say where it is."""
         with self._lock:
             known = self._known(key)
             if known is not None and known.state != "queued":
@@ -154,6 +157,11 @@ class DeployQueue:
             stored = _read_disk(key)
             if stored is not None:
                 return self._finish(key, Status("ready", stored))
+        job = make_job()  # outside the lock: it may resolve models (the app's caches)
+        with self._lock:
+            known = self._known(key)
+            if known is not None and known.state != "queued":  # finished while the job was being built
+                return known
             self._pending.pop(key, None)
             self._pending[key] = job  # to the front of the line (last in, first out)
             while len(self._pending) > self.max_pending:
@@ -179,6 +187,15 @@ class DeployQueue:
         with self._lock:
             self._pending.clear()
             self._results.clear()
+
+    def forget(self, gone: Gone) -> None:
+        """Drop the results and waiting jobs of the models `gone` names (ui/owned.py); a running one finishes unkept."""
+        with self._lock:
+            for store in (self._pending, self._results):
+                for key in [key for key in store if gone(key[0])]:
+                    del store[key]
+            if self._running is not None and gone(self._running[0]):
+                self._running_gone = True
 
     def _known(self, key: Key) -> Status | None:
         if key in self._results:
@@ -209,7 +226,7 @@ class DeployQueue:
                     if not self._lock.wait(timeout=CHILD_IDLE_S) and not self._pending:
                         getattr(self.runner, "close", lambda: None)()  # idle: the child process exits
                 key, job = self._pending.popitem(last=True)
-                self._running = key
+                self._running, self._running_gone = key, False
             try:
                 status = Status("ready", self.runner(job))
             except Exception as err:  # noqa: BLE001 - any failure is the job's result, shown as one line
@@ -220,8 +237,9 @@ class DeployQueue:
                 except OSError:
                     pass  # sharing with other processes is best effort; this process keeps the result
             with self._lock:
+                if not self._running_gone:
+                    self._finish(key, status)
                 self._running = None
-                self._finish(key, status)
 
 
 def run_here(job: Job) -> Deployment:
@@ -246,7 +264,7 @@ def deployment_from_dict(data: dict) -> Deployment:
 
 
 def _read_disk(key: Key) -> Deployment | None:
-    root = disk_cache.directory()
+    root = disk_cache.directory(key[0])
     if root is None:
         return None
     value = disk_cache.read(root, disk_cache.entry_key("deployment", *key))
@@ -257,9 +275,10 @@ def _read_disk(key: Key) -> Deployment | None:
 
 
 def _write_disk(key: Key, deployment: Deployment) -> None:
-    root = disk_cache.directory()
+    root = disk_cache.directory(key[0])
     if root is not None:
         disk_cache.write(root, disk_cache.entry_key("deployment", *key), asdict(deployment))
 
 
 jobs = DeployQueue()  # the process's one queue, shared by every session
+on_forget(jobs.forget)

@@ -10,7 +10,9 @@ bytes; each write goes to a temporary file in the same directory and is renamed 
 key (a hash collision or a foreign file is a miss) and bounds the file's size before reading it.
 
 Off unless the environment names a directory (`CLAB_SHARED_CACHE`, set by serve.sh): a single
-`streamlit run` keeps its in-memory caches only.
+`streamlit run` keeps its in-memory caches only. A session's own models ("upload:<session id>:<hash>") never come
+here: only their session asks for them, on its one process, and nothing of them may outlive the session
+(ui/owned.py clears the memory).
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ui.session import OWN_PREFIX
 
 
 ENV = "CLAB_SHARED_CACHE"
@@ -41,10 +45,10 @@ def fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def directory() -> Path | None:
-    """The shared directory, or None when sharing is off."""
+def directory(model: str = "") -> Path | None:
+    """The shared directory, or None when sharing is off or `model` is a session's own model (kept in memory only)."""
     value = os.environ.get(ENV, "").strip()
-    return Path(value) if value else None
+    return Path(value) if value and not model.startswith(OWN_PREFIX) else None
 
 
 def entry_key(kind: str, *parts: str) -> str:
@@ -86,7 +90,7 @@ def write(root: Path, key: str, value: Any) -> None:
 
 def fetch(kind: str, parts: tuple[str, ...], compute: Callable[[], Any]) -> Any:
     """`compute()` (plain JSON data), or the value another process already stored for the same key."""
-    root = directory()
+    root = directory(parts[0] if parts else "")
     if root is None:
         return compute()
     key = entry_key(kind, *parts)

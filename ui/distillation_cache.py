@@ -22,6 +22,7 @@ from compressor.figures.distillation import training_json
 from compressor.training import History, Progress, StopCheck
 from ui import training
 from ui.cache import sample
+from ui.owned import forgettable, on_forget
 
 PREFIX = "distill"  # its keys in ui.training: distill_ft_stop, distill_ft_again, ...
 KD, SCRATCH = "KD student", "scratch student"  # run labels
@@ -94,6 +95,16 @@ def speeds() -> dict[tuple[str, float], float]:
     return {}
 
 
+def _forget_speeds(gone) -> None:
+    """A departed session's own models leave the speed table too (ui/owned.py)."""
+    measured = speeds()
+    for key in [key for key in list(measured) if gone(key[0])]:
+        measured.pop(key, None)
+
+
+on_forget(_forget_speeds)
+
+
 def record_speed(name: str, settings: Settings, outcomes: Mapping[str, training.Trained]) -> None:
     """Remember how fast a pair that trained here went (not a pair recalled from the store)."""
     if len(outcomes) == 2 and not any(o.stopped for o in outcomes.values()):
@@ -112,13 +123,13 @@ def estimated_seconds(name: str, settings: Settings) -> float | None:
     return None if per_epoch is None else per_epoch * settings.epochs
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@forgettable(st.cache_data(max_entries=64, show_spinner=False))
 def student_params(name: str, width: float) -> int:
     """Parameters of the sample's student at this width (ValueError for a width the core refuses)."""
     return parameter_count(cz.make_student(sample(name).model, width))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@forgettable(st.cache_data(max_entries=8, show_spinner=False))
 def test_logits(name: str) -> np.ndarray:
     """The teacher's logits on the test split, (N, C)."""
     s = sample(name)

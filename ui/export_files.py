@@ -53,14 +53,16 @@ def _own_load_back(meta: dict[str, Any], stem: str) -> tuple[str, str]:
         measure = (f"# measure the file against your weights ({meta['architecture']} architecture, its sample data);\n"
                    "# without --weights it is measured alone (your weights are not in the file)\n"
                    f"python -m compressor evaluate --model {stem}.clab --weights {shlex.quote(weights)}")
+    elif meta["kind"] == "hf":
+        loader, model_args = f"load_hf_folder({json.dumps(meta['path'])})", f"--model {shlex.quote(meta['path'])}"
+        measure = ("# measure the file against your model: the file records your folder's hash, not its architecture,\n"
+                   "# so it loads into that folder's model only (--base; another folder is refused)\n"
+                   f"python -m compressor evaluate --model {stem}.clab --base {shlex.quote(meta['path'])}")
     else:
-        if meta["kind"] == "hf":
-            loader, model_args = f"load_hf_folder({json.dumps(meta['path'])})", f"--model {shlex.quote(meta['path'])}"
-        else:
-            loader = f'load_entry_model({json.dumps(meta["spec"])}, "your_data.npz", allow_code=True)'
-            model_args = f"--model {shlex.quote(meta['spec'])} --data your_data.npz --allow-code"
-        measure = ("# the file holds the compressed tensors, not your architecture: load it into your model in\n"
-                   "# Python (above); `evaluate --model FILE.clab` alone cannot rebuild it")
+        loader = f'load_entry_model({json.dumps(meta["spec"])}, "your_data.npz", allow_code=True)'
+        model_args = f"--model {shlex.quote(meta['spec'])} --data your_data.npz --allow-code"
+        measure = ("# measure the file against your model: the file names your entry point, which runs only with --allow-code\n"
+                   f"python -m compressor evaluate --model {stem}.clab --data your_data.npz --allow-code")
     python = (f"import compressor as cz\nfrom compressor.user_models import {loader.partition('(')[0]}\n\n"
               f"sample = {loader}  # your model as you brought it: the baseline\n"
               f'model = cz.load("{stem}.clab", base=sample.model)  # the compressed file, rebuilt into its architecture\n'

@@ -22,6 +22,8 @@ from typing import TypeVar
 
 import plotly.graph_objects as go
 
+from ui.owned import Gone, on_forget
+
 MAX_FIGURES = 512  # tens of KB each: the slider stops of a few pages × models × layers
 _figures: OrderedDict[tuple[Hashable, ...], object] = OrderedDict()  # least recently used first
 _lock = threading.Lock()  # sessions run in their own threads
@@ -95,3 +97,17 @@ def clear() -> None:
     """Forget every figure (tests)."""
     with _lock:
         _figures.clear()
+
+
+def forget(gone: Gone) -> None:
+    """Drop the figures whose key names a model `gone` says is gone (at any depth of the key: grids nest tuples)."""
+    with _lock:
+        for key in [key for key in _figures if _names(key, gone)]:
+            del _figures[key]
+
+
+def _names(key: object, gone: Gone) -> bool:
+    return any(_names(part, gone) for part in key) if isinstance(key, tuple) else gone(key)
+
+
+on_forget(forget)

@@ -16,7 +16,8 @@ A process never deletes an upload of a session alive on another process: that on
 `BEAT_S`, well inside `GRACE_S`. What the thread keeps per tab (two strings and a time) is dropped once the tab has
 been gone for `GRACE_S`.
 
-Cached copies of a session's own models go with the files (`on_gone`, registered by ui/cache.py).
+Everything the process computed from a session's own models goes with the files (`on_gone`, registered by
+ui/owned.py: models, reports, deployments, figures, runs).
 
 `Janitor` itself is plain Python with an injectable clock and liveness test (tests drive it); `watch` attaches the
 running Streamlit session to the process's janitor and starts its thread on a real server only.
@@ -131,8 +132,8 @@ _hooks: list[Callable[[str], None]] = []
 
 
 def on_gone(hook: Callable[[str], None]) -> None:
-    """Call hook(session id) just before the process's janitor deletes that session's uploads, e.g. to drop cached
-    copies of its models (ui/cache.py)."""
+    """Call hook(session id) just before the process's janitor deletes that session's uploads, e.g. to drop what was
+    computed from its models (ui/owned.py)."""
     if hook not in _hooks:
         _hooks.append(hook)
 

@@ -8,15 +8,16 @@ from torch import nn
 from compressor.layers import eligible_layers
 from compressor.structured import channel_prunable_layers
 from ui.cache import sample
+from ui.owned import forgettable
 
 
-@st.cache_data(show_spinner=False)
+@forgettable(st.cache_data(show_spinner=False))
 def weighted_layers(name: str) -> list[str]:
     """Names of the sample's Linear/Conv layers, in model order."""
     return list(eligible_layers(sample(name).model))
 
 
-@st.cache_data(show_spinner=False)
+@forgettable(st.cache_data(show_spinner=False))
 def channel_prunable(name: str) -> list[str]:
     """Layers of the sample whose output channels structured pruning can remove (traced once per model)."""
     s = sample(name)

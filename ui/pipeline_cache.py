@@ -6,9 +6,10 @@ import streamlit as st
 
 import compressor as cz
 from ui import cache
+from ui.owned import forgettable
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@forgettable(st.cache_data(max_entries=128, show_spinner=False))
 def stages(name: str, recipe_json: str) -> pd.DataFrame:
     """One row per stage: the fp32 model (4 bytes per parameter), the same model exported losslessly, then the
     model after each step. Sizes are exported-file bytes (the stage's recipe prefix in the header, so the last

@@ -13,9 +13,10 @@ import streamlit as st
 import compressor as cz
 from compressor.policy import Evaluator, Measures, report_measures
 from ui import cache, points
+from ui.owned import forgettable
 
 
-@st.cache_data(max_entries=8192, show_spinner=False)
+@forgettable(st.cache_data(max_entries=8192, show_spinner=False))
 def measures(name: str, recipe_json: str) -> dict:
     """Quality, exported bytes and effective MACs of one recipe (no latency timing)."""
     s = cache.sample(name)

@@ -18,11 +18,12 @@ import compressor as cz
 from compressor.sweeps import sweep
 from ui import disk_cache
 from ui.cache import is_embedding, recipe_key, reference, sample
+from ui.owned import forgettable
 
 CACHE_HIT_S = 0.02  # a point that took longer was computed, not read from the cache: show the bar from then on
 
 
-@st.cache_data(max_entries=4096, show_spinner=False)
+@forgettable(st.cache_data(max_entries=4096, show_spinner=False))
 def sweep_row(name: str, recipe_json: str) -> dict:
     """One configuration's headline numbers (no latency timing), as a row of `compressor.sweeps.sweep`."""
     def measure() -> dict:

@@ -44,6 +44,7 @@ from compressor.training import History, Progress, StopCheck, finetune
 from compressor.units import format_bytes
 from ui import cache, points
 from ui.display import user_errors
+from ui.owned import forgettable, on_forget
 from ui.session import MODEL, one_of, persistent
 
 EPOCH_CHOICES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
@@ -224,10 +225,19 @@ class FinishedRuns:
         with self._lock:
             self._runs.clear()
 
+    def forget(self, gone: Callable[[str], bool]) -> None:
+        """Drop the runs of the models `gone` names (a departed session's own models, ui/owned.py)."""
+        with self._lock:
+            for key in [key for key in self._runs if gone(key[0])]:
+                del self._runs[key]
+
 
 @st.cache_resource(show_spinner=False)
 def finished_runs() -> FinishedRuns:
     return FinishedRuns()
+
+
+on_forget(lambda gone: finished_runs().forget(gone))
 
 
 def run(job: Job, progress: Progress | None = None, should_stop: StopCheck | None = None) -> Trained:
@@ -246,7 +256,7 @@ def run_quietly(name: str, recipe_json: str) -> Trained:
     return finished_runs().get(name, recipe_json) or run(recipe_job(name, recipe_json))
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@forgettable(st.cache_data(max_entries=512, show_spinner=False))
 def report(name: str, recipe_json: str, timed: bool = True) -> cz.Report:
     """The measured report of a finished training run, like `ui.cache.report` (latency timed once, then reused)."""
     s = cache.sample(name)

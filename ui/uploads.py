@@ -3,7 +3,8 @@
 Each own model lives in `<session dir>/uploads/<session id>/<content hash>/` (the uploaded file and a meta.json
 saying what it is) and is named "upload:<session id>:<content hash>": the model picker offers a session only the
 names under its own id (ui/session.py `own_models`), and `ui.cache.sample` refuses a name of another session.
-Uploads go with their session: when its tab is gone (ui/janitor.py), or on "Remove".
+Uploads go with their session: when its tab is gone (ui/janitor.py), or on "Remove"; and with them whatever the
+server computed from them (ui/owned.py).
 
 What may be brought (compressor/user_models.py checks it): weights for a sample architecture (.safetensors or a
 state-dict .pt); a Hugging Face BERT folder on the server, only under a folder the server allows (CLAB_HF_ROOTS or
@@ -22,6 +23,7 @@ import streamlit as st
 
 from compressor import user_models
 from compressor.data import Sample
+from ui.owned import forget_model
 from ui.session import MODEL, OWN_PREFIX, SESSION_ID, display_name, own_model_folder, own_model_owner, uploads_dir
 
 HASH_CHARS = 16  # 64 bits of SHA-256: distinct uploads of one session never collide in practice
@@ -31,14 +33,6 @@ def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
     for part in parts:
         h.update(part)
-    return h.hexdigest()[:HASH_CHARS]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()[:HASH_CHARS]
 
 
@@ -77,8 +71,7 @@ def store_hf_folder(session_id: str, folder: str) -> str:
     if not weights.is_file() or not (path / "config.json").is_file():
         raise ValueError(f"{folder!r} is not a Hugging Face model folder: it needs config.json and model.safetensors")
     user_models.check_size(weights.stat().st_size, user_models.MAX_HF_BYTES, str(weights))
-    digest = _digest((path / "config.json").read_bytes(), _file_digest(weights).encode())
-    return _store(session_id, digest, {"kind": "hf", "path": str(path), "shown": path.name}, {})
+    return _store(session_id, user_models.hf_digest(path)[:HASH_CHARS], {"kind": "hf", "path": str(path), "shown": path.name}, {})
 
 
 def store_entry_point(session_id: str, spec: str, filename: str, data: bytes) -> str:
@@ -134,8 +127,9 @@ def hf_roots() -> list[Path]:
 
 
 def remove(name: str) -> None:
-    """Delete one of this session's own models now."""
+    """Delete one of this session's own models now, and what the server computed from it (ui/owned.py)."""
     check_owner(name)
+    forget_model(name)
     shutil.rmtree(own_model_folder(name), ignore_errors=True)
 
 
