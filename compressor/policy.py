@@ -17,7 +17,7 @@ effective MACs) and remembers every recipe it has measured, so a policy seen bef
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,23 @@ Policy = Mapping[str, LayerChoice]  # layer name -> its choices
 def policy_layers(model: nn.Module) -> list[str]:
     """The layers a policy may set: every Linear/Conv layer, in definition order."""
     return list(eligible_layers(model))
+
+
+def gene_units(layers: Sequence[str], share: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """(unit name, layers) pairs: one per layer, except that the layers inside a module whose name is in `share`
+    form one unit, named by that module ("encoder.layer.0.attention" for its query, key, value and output). A unit
+    gets one choice: one gene of the search, one probe of a sensitivity run."""
+    units: dict[str, list[str]] = {}
+    for name in layers:
+        parts = name.split(".")
+        cut = next((i + 1 for i, part in enumerate(parts) if part in share), len(parts))
+        units.setdefault(".".join(parts[:cut]), []).append(name)
+    return list(units.items())
+
+
+def bit_rank(bits: int | str) -> float:
+    """Where a bit-width choice sits from most to least compressing: 1–8 bits, then deployed int8, then fp32."""
+    return 8.5 if bits == DEPLOYED_INT8 else float(bits)
 
 
 def policy_recipe(policy: Policy) -> Recipe:
