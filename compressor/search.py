@@ -395,6 +395,16 @@ def warm_start(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, co
         study.enqueue_trial(params, skip_if_exists=True)
 
 
+def continue_search(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, config: SearchConfig,
+                    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+                    progress: Callable[[float, str], None] | None = None) -> None:
+    """Run the study until it holds `config.trials` complete trials: the first generation (`warm_start`;
+    `progress(fraction, label)` during its greedy seeds' sensitivity run), then evolution. A callback that calls
+    `study.stop()` ends it early; calling this again continues."""
+    warm_start(study, evaluator, space, config, progress)
+    work(study, make_objective(evaluator, space, config), config.trials, callbacks)
+
+
 def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config: SearchConfig = SearchConfig(),
                storage: optuna.storages.BaseStorage | str | None = None, study_name: str | None = None,
                callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> optuna.Study:
@@ -404,8 +414,7 @@ def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config:
     a callback may call `study.stop()` to end the search early.
     """
     study = create_study(config, storage, study_name)
-    warm_start(study, evaluator, space, config)
-    work(study, make_objective(evaluator, space, config), config.trials, callbacks)
+    continue_search(study, evaluator, space, config, callbacks)
     return study
 
 
