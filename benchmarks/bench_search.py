@@ -1,10 +1,11 @@
 """Does the per-layer search beat hand tuning? `python benchmarks/bench_search.py [--trials 200]` prints JSON
 and writes benchmarks/results/bench_search.json.
 
-For each sample: NSGA-II (seeded, population 20 unless --population; the first generation is uniform policies
-spread over the space) over per-layer pruning amount (0 to 95% in steps of 1%) × bit width (fp32, 8, 6, 5, 4, 3, 2),
-objectives accuracy up and exported bytes down, against a uniform sparsity × bits grid with the SAME number of
-evaluations (same quantizer, same per-layer magnitude pruning: the uniform policies go through the same code, and
+For each sample: NSGA-II (seeded, population 20 unless --population; the first generation is 6 greedy-by-sensitivity
+policies and uniform policies spread over the space) over per-layer pruning amount (0 to 95% in steps of 1%) × bit
+width (fp32, 8, 6, 5, 4, 3, 2), objectives accuracy up and exported bytes down, against a uniform sparsity × bits grid
+with the SAME number of evaluations (--trials, 200: the greedy seeds' sensitivity probes count, the trials are the
+rest; same quantizer, same per-layer magnitude pruning: the uniform policies go through the same code, and
 every grid point is a policy the search's genome can express: its amounts lie on the search's 1% step).
 Reported: at each size of the uniform grid's front, the best accuracy either finds within that size; the hypervolume of
 both fronts with the same reference point (accuracy = baseline − 0.20, bytes = the fp32 model's 4 bytes per
@@ -41,7 +42,7 @@ from compressor.search import (  # noqa: E402
     MUTATION_ETA, SBX_ETA, SearchConfig, SearchSpace, front, gene_units, greedy_params, hypervolume, run_search,
     seed_grid, trials_frame,
 )
-from compressor.sensitivity import sensitivity, uniform_grid  # noqa: E402
+from compressor.sensitivity import probes, sensitivity, uniform_grid  # noqa: E402
 from compressor.sweeps import pareto_mask  # noqa: E402
 
 SAMPLES = ("digits-mlp", "digits-cnn")
@@ -50,6 +51,7 @@ AMOUNTS = (0.0, 0.95)  # both the search and the grid prune each layer by 0 to 9
 REFERENCE_DROP = 0.20
 BUDGET_S = 60.0  # 200 trials on digits-mlp
 MINILM_TRIALS = 48
+DIGITS_GREEDY_SEEDS = 6  # of the population of 20; its sensitivity run's probes count against the evaluations
 
 
 AMOUNT_STEP = 0.01  # the search's amount gene and the grid's amounts share this step
@@ -77,13 +79,19 @@ def best_within(points: list[dict], size: int) -> float | None:
     return max(inside) if inside else None
 
 
-def searched(sample, trials: int, seed: int, population: int) -> tuple[object, float, int]:
-    """One seeded search: its trials table, wall time and recipes measured (a fresh cache: nothing shared)."""
-    config = SearchConfig(trials=trials, population=population, seed=seed, objectives=("quality", "bytes"))
+def searched(sample, evaluations: int, seed: int, population: int,
+             greedy_seeds: int = DIGITS_GREEDY_SEEDS) -> tuple[object, float, int, int]:
+    """One seeded search of `evaluations` in all: its trials table, wall time, recipes measured (a fresh cache: nothing
+    shared) and how many of the evaluations its greedy seeds' sensitivity run took (the trials get the rest)."""
+    space = SearchSpace(amounts=AMOUNTS, amount_step=AMOUNT_STEP, bits=BITS)
     evaluator = Evaluator(sample.model, sample.data)
+    seeding = len(probes(evaluator, seed_grid(space))) if greedy_seeds else 0  # no max_drop: no bisection
+    config = SearchConfig(trials=evaluations - seeding, population=population, seed=seed, objectives=("quality", "bytes"),
+                          greedy_seeds=greedy_seeds)
     start = time.perf_counter()
-    study = run_search(evaluator, SearchSpace(amounts=AMOUNTS, amount_step=AMOUNT_STEP, bits=BITS), config)
-    return trials_frame(study), time.perf_counter() - start, evaluator.misses
+    study = run_search(evaluator, space, config)
+    assert study.user_attrs.get("greedy_seed_evaluations", 0) == seeding
+    return trials_frame(study), time.perf_counter() - start, evaluator.misses, seeding
 
 
 def at_equal_size(points: list[dict], u_front: list[dict],
@@ -103,7 +111,7 @@ def at_equal_size(points: list[dict], u_front: list[dict],
 def compare(name: str, trials: int, seed: int, population: int, other_seeds: int) -> dict:
     sample = cz.load_sample(name)
     fp32_bytes = 4 * sum(p.numel() for p in sample.model.parameters())
-    frame, seconds, measured = searched(sample, trials, seed, population)
+    frame, seconds, measured, seeding = searched(sample, trials, seed, population)
     found = front(frame, ("quality", "bytes"))
 
     uniform = uniform_frame(Evaluator(sample.model, sample.data), trials)
@@ -116,7 +124,7 @@ def compare(name: str, trials: int, seed: int, population: int, other_seeds: int
     rows, wins, boxed = at_equal_size(frame[["quality", "bytes"]].to_dict("records"), u_front, reference)
     seeds = []
     for other in range(seed + 1, seed + 1 + other_seeds):  # the same comparison for other seeds: how typical seed 0 is
-        f, _, _ = searched(sample, trials, other, population)
+        f, _, _, _ = searched(sample, trials, other, population)
         _, w, b = at_equal_size(f[["quality", "bytes"]].to_dict("records"), u_front, reference)
         seeds.append({"seed": other, "search_at_least_uniform_count": [sum(w), len(w)],
                       "in_reference_box_count": [sum(b), len(b)],
@@ -129,6 +137,8 @@ def compare(name: str, trials: int, seed: int, population: int, other_seeds: int
         "fp32_bytes": fp32_bytes,
         "evaluations_each": trials,
         "uniform_grid": {"amounts": len(uniform_amounts(trials)), "bits": list(BITS), "evaluations": len(uniform)},
+        "search_evaluations": {"greedy_seed_sensitivity_probes": seeding, "trials": trials - seeding,
+                               "total": trials},
         "search_seconds": round(seconds, 2),
         "search_recipes_measured": measured,
         "hypervolume_search": hypervolume(frame["quality"], frame["bytes"], reference) / box,
@@ -297,7 +307,9 @@ def digits(args: argparse.Namespace) -> dict:
     results = {"machine": machine(), "budget_seconds_digits_mlp": BUDGET_S,
                "search": {"sampler": "NSGAIISampler", "crossover": f"SBX (eta {SBX_ETA:g})",
                           "mutation": f"polynomial (eta {MUTATION_ETA:g})", "bit_width_gene": "ordinal (index in bit order)",
-                          "warm_start": "first generation = uniform policies spread over the space (enqueue_trial)"},
+                          "warm_start": f"first generation = {DIGITS_GREEDY_SEEDS} greedy-by-sensitivity policies spread "
+                                        "along the greedy ladder, then uniform policies spread over the space "
+                                        "(enqueue_trial); the sensitivity run's probes count as evaluations"},
                "samples": [compare(name, args.trials, args.seed, args.population, args.other_seeds) for name in SAMPLES]}
     results["within_budget"] = results["samples"][0]["search_seconds"] <= BUDGET_S
     return results

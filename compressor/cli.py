@@ -21,10 +21,10 @@ from compressor.models import (
     parse_shape, random_data, weights_digest,
 )
 from compressor.pipeline import compress
-from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment
+from compressor.policy import BIT_WORDS, Evaluator, Int8Deployment
 from compressor.recipe import Recipe
 from compressor.report import Report, evaluate
-from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
+from compressor.search import SearchConfig, SearchSpace, deploys, front, run_search, trials_frame
 from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, sensitivity
 from compressor.state import source_of
 from compressor.workers import GRACE_S, HEARTBEAT_S, open_storage
@@ -245,10 +245,8 @@ def _floats(text: str, name: str, count: int | None = None) -> tuple:
     values = []
     for part in text.split(","):
         part = part.strip()
-        if part == "fp32":
-            values.append(FP32)
-        elif part == DEPLOYED_INT8:
-            values.append(part)
+        if part in BIT_WORDS:
+            values.append(BIT_WORDS[part])
         else:
             try:
                 values.append(int(part) if part.isdigit() else float(part))
@@ -283,7 +281,7 @@ def cmd_search(args: argparse.Namespace) -> None:
                           greedy_seeds=args.greedy_seeds)
     storage_url = args.storage or f"{args.study}.journal.log"
     storage = open_storage(storage_url, heartbeat_interval=args.heartbeat, grace_period=args.grace)
-    deployed = "latency_ms" in config.objectives or DEPLOYED_INT8 in (space.bits or ())
+    deployed = deploys(space, config)
     study = run_search(_sample_evaluator(args.model, deployed), space, config, storage=storage, study_name=args.study)
     frame = trials_frame(study)
     best = front(frame, config.objectives)

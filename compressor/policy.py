@@ -40,6 +40,14 @@ DEPLOYED_INT8 = "int8-deployed"  # int8 executed by a deployed runtime; measured
 QUANT_SETTINGS = {"granularity": "channel"}  # how every policy quantizes (uniform affine, one scale per channel)
 
 
+BIT_WORDS = {"fp32": FP32, DEPLOYED_INT8: DEPLOYED_INT8}  # the bit-width words of the CLI and the pages
+
+
+def bits_word(bits: int | str) -> str:
+    """How the CLI and the pages name a bit-width choice: "fp32", "int8-deployed", or the number of bits ("4")."""
+    return next((word for word, value in BIT_WORDS.items() if value == bits), str(bits))
+
+
 def check_bits(name: str, value: Any) -> int | str:
     """A bit-width choice: 1–8, FP32 (32) or DEPLOYED_INT8."""
     if value == DEPLOYED_INT8 or value == FP32:
@@ -114,6 +122,13 @@ def policy_recipe(policy: Policy) -> Recipe:
         steps.append(Quantize(bits=8, **QUANT_SETTINGS, layers=tuple(quantized),
                               overrides={p: {"bits": b} for p, b in quantized.items()}))
     return Recipe(tuple(steps))
+
+
+def int8_deployable(model: nn.Module) -> bool:
+    """Whether `Int8Deployment` can run any of the model's policy layers as int8: all of them are Linear layers
+    (ONNX Runtime's dynamic int8 MatMul; convolutions would need static calibration)."""
+    layers = eligible_layers(model)
+    return bool(layers) and all(isinstance(m, nn.Linear) for m in layers.values())
 
 
 def deployed_int8_layers(policy: Policy) -> list[str]:

@@ -29,7 +29,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from compressor.policy import (
-    FP32, Evaluator, LayerChoice, Measures, bit_rank, describe_policy, gene_units, policy_recipe, policy_to_dict,
+    DEPLOYED_INT8, FP32, Evaluator, LayerChoice, Measures, bit_rank, describe_policy, gene_units, policy_recipe, policy_to_dict,
 )
 from compressor.recipe import MAX_AMOUNT
 from compressor.sensitivity import SensitivityGrid, greedy_policy, sensitivity
@@ -38,6 +38,13 @@ from compressor.validation import check_choice, check_fraction, check_int
 from compressor.workers import complete_count, work
 
 OBJECTIVES = {"quality": "maximize", "bytes": "minimize", "effective_macs": "minimize", "latency_ms": "minimize"}
+OBJECTIVE_HELP = {  # what each objective is, in the words of the CLI's --objectives and the Search page
+    "quality": "accuracy on held-out data (mean cosine to the fp32 embeddings for minilm-l6), up",
+    "bytes": "size of the exported file, down",
+    "effective_macs": "multiply-accumulates per example with zero weights skipped, down",
+    "latency_ms": "deployed latency on ONNX Runtime (batch 32, one thread, timed against the fp32 graph), down; every "
+                  "policy is deployed",
+}
 GENERATION_KEY = "NSGAIISampler:generation"  # where NSGAIISampler records a trial's generation (system attr)
 
 
@@ -221,6 +228,12 @@ def join_generation(trial: optuna.Trial) -> None:
         sampler.get_trial_generation(trial.study, frozen)
 
 
+def deploys(space: SearchSpace, config: SearchConfig) -> bool:
+    """Whether the search needs a deploying evaluator (`Evaluator.measure_deployed`): a deployed-latency objective or
+    an int8-deployed bit width."""
+    return "latency_ms" in config.objectives or DEPLOYED_INT8 in (space.bits or ())
+
+
 def objective_value(m: Measures, name: str) -> float:
     value = getattr(m, name)
     if value is None:
@@ -273,8 +286,10 @@ def _staggered_amount(space: SearchSpace, depth: float) -> float:
     return round(low + space.amount_step * round(steps * (1 - depth)), 6)
 
 
-SEED_AMOUNTS = 6  # pruning amounts per unit that the greedy seeds' sensitivity run probes
+SEED_AMOUNTS = 2  # pruning amounts per unit that the greedy seeds' sensitivity run probes (the middle and the top)
 SEED_RANKS = 4  # rank ratios per unit it probes
+# Every probe is an evaluation taken from the search's budget. On digits at 200 evaluations (benchmarks/bench_search.py,
+# seeds 0–4), 2 amounts did better than 3 or 6: the greedy ladder needs few rungs, and the trials need the evaluations.
 
 
 def _spread(low: float, high: float, step: float, count: int) -> tuple[float, ...]:
