@@ -3,7 +3,7 @@ import optuna
 import streamlit as st
 
 from compressor.figures.search import search_front
-from compressor.policy import BIT_WORDS, DEPLOYED_INT8, FP32, bits_word, int8_deployable
+from compressor.policy import BIT_WORDS, DEPLOYED_INT8, FP32, bits_word, int8_deployable, policy_layers
 from compressor.search import (
     OBJECTIVE_HELP, GenerationLog, SearchConfig, SearchSpace, continue_search, create_study, deploys, front, trials_frame,
 )
@@ -30,7 +30,9 @@ st.markdown(
     "The answer is not one model but a **Pareto front**: pick the point that fits your constraint."
 )
 
-deployable = int8_deployable(cache.sample(name).model)
+model = cache.sample(name).model
+deployable = int8_deployable(model)
+attention = any(".attention." in layer for layer in policy_layers(model))  # Transformer blocks (minilm-l6)
 c1, c2, c3, c4 = st.columns(4)
 trials = c1.number_input("Budget (trials)", 10, 2000, 200, 10, key="search_trials",
                          help="Complete evaluations; a policy seen before comes from the cache.")
@@ -49,6 +51,9 @@ bits = c2.multiselect("Bit widths", [b for b in BITS if deployable or b != DEPLO
                            "(mixed precision: the other layers stay fp32 there), measured deployed.")
 use_rank = c3.toggle("Low-rank genes", False, key="search_use_rank", help="Rank ratio per layer; 1.0 keeps it whole.")
 ranks = c3.slider("Rank ratio range", 0.05, 1.0, (0.25, 1.0), 0.05, key="search_ranks", disabled=not use_rank)
+share = c3.toggle("One gene per attention block", attention, key=f"search_share_{name}", disabled=not attention,
+                  help="A block's query, key, value and output projections share one gene (CLI: --share attention): "
+                       "half the genes for a small budget." if attention else "The model has no attention blocks.")
 max_drop = c4.number_input("Max quality drop (points, 0 = none)", 0.0, 50.0, 2.0, 0.5, key="search_max_drop",
                            help="Accuracy points; for minilm-l6, points of mean cosine (0.5 = cosine ≥ 0.995).")
 max_kb = c4.number_input("Max size (kB, 0 = none)", 0.0, 10_000.0, 0.0, 1.0, key="search_max_kb")
@@ -61,7 +66,7 @@ greedy_seeds = c2.number_input(
 
 with user_errors():
     space = SearchSpace(amounts=tuple(amounts) if use_prune else None, bits=tuple(bits) or None,
-                        rank_ratios=tuple(ranks) if use_rank else None)
+                        rank_ratios=tuple(ranks) if use_rank else None, share=("attention",) if share else ())
     config = SearchConfig(trials=int(trials), population=int(population), seed=int(seed),
                           objectives=("quality", "bytes") + ((cost,) if cost != "none" else ()),
                           max_drop=max_drop / 100 or None, max_bytes=int(max_kb * 1000) or None,

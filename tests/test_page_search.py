@@ -73,6 +73,7 @@ def test_search_page_deploys_int8_with_a_latency_objective_and_greedy_seeds():
     at = open_page("pages/9_Search.py")
     assert "int8-deployed" in at.multiselect(key="search_bits").options
     assert "latency_ms" in at.selectbox(key="search_cost").options
+    assert at.toggle(key="search_share_digits-mlp").disabled  # no attention blocks to share a gene
     at.toggle(key="search_use_prune").set_value(False)
     at.multiselect(key="search_bits").set_value([DEPLOYED_INT8, FP32])
     at.selectbox(key="search_cost").set_value("latency_ms")
