@@ -1,10 +1,11 @@
 """Does the per-layer search beat hand tuning? `python benchmarks/bench_search.py [--trials 200]` prints JSON
 and writes benchmarks/results/bench_search.json.
 
-For each sample: NSGA-II (seeded, population 20 unless --population; the first generation is uniform policies
-spread over the space) over per-layer pruning amount (0 to 95% in steps of 1%) × bit width (fp32, 8, 6, 5, 4, 3, 2),
-objectives accuracy up and exported bytes down, against a uniform sparsity × bits grid with the SAME number of
-evaluations (same quantizer, same per-layer magnitude pruning: the uniform policies go through the same code, and
+For each sample: NSGA-II (seeded, population 20 unless --population; the first generation is 6 greedy-by-sensitivity
+policies and uniform policies spread over the space) over per-layer pruning amount (0 to 95% in steps of 1%) × bit
+width (fp32, 8, 6, 5, 4, 3, 2), objectives accuracy up and exported bytes down, against a uniform sparsity × bits grid
+with the SAME number of evaluations (--trials, 200: the greedy seeds' sensitivity probes count, the trials are the
+rest; same quantizer, same per-layer magnitude pruning: the uniform policies go through the same code, and
 every grid point is a policy the search's genome can express: its amounts lie on the search's 1% step).
 Reported: at each size of the uniform grid's front, the best accuracy either finds within that size; the hypervolume of
 both fronts with the same reference point (accuracy = baseline − 0.20, bytes = the fp32 model's 4 bytes per
@@ -19,6 +20,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,11 +37,12 @@ import compressor as cz  # noqa: E402
 from compressor import fidelity  # noqa: E402
 from compressor.deploy import MixedInt8, session, session_encoder  # noqa: E402
 from compressor.latency import LatencyConfig, time_calls  # noqa: E402
-from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment, LayerChoice  # noqa: E402
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment  # noqa: E402
 from compressor.search import (  # noqa: E402
-    MUTATION_ETA, SBX_ETA, SearchConfig, SearchSpace, front, gene_units, hypervolume, run_search, trials_frame,
+    MUTATION_ETA, SBX_ETA, SearchConfig, SearchSpace, front, gene_units, greedy_params, hypervolume, run_search,
+    seed_grid, trials_frame,
 )
-from compressor.sensitivity import uniform_grid  # noqa: E402
+from compressor.sensitivity import probes, sensitivity, uniform_grid  # noqa: E402
 from compressor.sweeps import pareto_mask  # noqa: E402
 
 SAMPLES = ("digits-mlp", "digits-cnn")
@@ -48,6 +51,7 @@ AMOUNTS = (0.0, 0.95)  # both the search and the grid prune each layer by 0 to 9
 REFERENCE_DROP = 0.20
 BUDGET_S = 60.0  # 200 trials on digits-mlp
 MINILM_TRIALS = 48
+DIGITS_GREEDY_SEEDS = 6  # of the population of 20; its sensitivity run's probes count against the evaluations
 
 
 AMOUNT_STEP = 0.01  # the search's amount gene and the grid's amounts share this step
@@ -75,13 +79,19 @@ def best_within(points: list[dict], size: int) -> float | None:
     return max(inside) if inside else None
 
 
-def searched(sample, trials: int, seed: int, population: int) -> tuple[object, float, int]:
-    """One seeded search: its trials table, wall time and recipes measured (a fresh cache: nothing shared)."""
-    config = SearchConfig(trials=trials, population=population, seed=seed, objectives=("quality", "bytes"))
+def searched(sample, evaluations: int, seed: int, population: int,
+             greedy_seeds: int = DIGITS_GREEDY_SEEDS) -> tuple[object, float, int, int]:
+    """One seeded search of `evaluations` in all: its trials table, wall time, recipes measured (a fresh cache: nothing
+    shared) and how many of the evaluations its greedy seeds' sensitivity run took (the trials get the rest)."""
+    space = SearchSpace(amounts=AMOUNTS, amount_step=AMOUNT_STEP, bits=BITS)
     evaluator = Evaluator(sample.model, sample.data)
+    seeding = len(probes(evaluator, seed_grid(space))) if greedy_seeds else 0  # no max_drop: no bisection
+    config = SearchConfig(trials=evaluations - seeding, population=population, seed=seed, objectives=("quality", "bytes"),
+                          greedy_seeds=greedy_seeds)
     start = time.perf_counter()
-    study = run_search(evaluator, SearchSpace(amounts=AMOUNTS, amount_step=AMOUNT_STEP, bits=BITS), config)
-    return trials_frame(study), time.perf_counter() - start, evaluator.misses
+    study = run_search(evaluator, space, config)
+    assert study.user_attrs.get("greedy_seed_evaluations", 0) == seeding
+    return trials_frame(study), time.perf_counter() - start, evaluator.misses, seeding
 
 
 def at_equal_size(points: list[dict], u_front: list[dict],
@@ -101,7 +111,7 @@ def at_equal_size(points: list[dict], u_front: list[dict],
 def compare(name: str, trials: int, seed: int, population: int, other_seeds: int) -> dict:
     sample = cz.load_sample(name)
     fp32_bytes = 4 * sum(p.numel() for p in sample.model.parameters())
-    frame, seconds, measured = searched(sample, trials, seed, population)
+    frame, seconds, measured, seeding = searched(sample, trials, seed, population)
     found = front(frame, ("quality", "bytes"))
 
     uniform = uniform_frame(Evaluator(sample.model, sample.data), trials)
@@ -114,7 +124,7 @@ def compare(name: str, trials: int, seed: int, population: int, other_seeds: int
     rows, wins, boxed = at_equal_size(frame[["quality", "bytes"]].to_dict("records"), u_front, reference)
     seeds = []
     for other in range(seed + 1, seed + 1 + other_seeds):  # the same comparison for other seeds: how typical seed 0 is
-        f, _, _ = searched(sample, trials, other, population)
+        f, _, _, _ = searched(sample, trials, other, population)
         _, w, b = at_equal_size(f[["quality", "bytes"]].to_dict("records"), u_front, reference)
         seeds.append({"seed": other, "search_at_least_uniform_count": [sum(w), len(w)],
                       "in_reference_box_count": [sum(b), len(b)],
@@ -127,6 +137,8 @@ def compare(name: str, trials: int, seed: int, population: int, other_seeds: int
         "fp32_bytes": fp32_bytes,
         "evaluations_each": trials,
         "uniform_grid": {"amounts": len(uniform_amounts(trials)), "bits": list(BITS), "evaluations": len(uniform)},
+        "search_evaluations": {"greedy_seed_sensitivity_probes": seeding, "trials": trials - seeding,
+                               "total": trials},
         "search_seconds": round(seconds, 2),
         "search_recipes_measured": measured,
         "hypervolume_search": hypervolume(frame["quality"], frame["bytes"], reference) / box,
@@ -150,35 +162,20 @@ def compare(name: str, trials: int, seed: int, population: int, other_seeds: int
 MINILM = "minilm-l6"
 MIN_COSINE = 0.995  # the issue's constraint: deployed mean cosine to the uncompressed embeddings
 MINILM_POPULATION = 12
+MINILM_GREEDY_SEEDS = 4  # the greedy answer and its 3 nearest neighbours on the greedy ladder
 SHARE = ("attention",)  # a block's query, key, value and attention output share one gene: 18 genes, not 36
 FINAL_RUNS = 40  # the closing interleaved timing run (every figure reported comes from it)
 
 
-def int8_policy(units: list[tuple[str, list[str]]], fp32_units: set[str]) -> dict[str, LayerChoice]:
-    """Every layer int8 (deployed) except those of `fp32_units`."""
-    return {name: LayerChoice(bits=FP32 if unit in fp32_units else DEPLOYED_INT8)
-            for unit, members in units for name in members}
-
-
-def greedy_fp32(evaluator: Evaluator, units: list[tuple[str, list[str]]]) -> tuple[dict, list[dict]]:
-    """The same-budget baseline, by per-layer sensitivity (AIMET-style): quantize ONE gene's layers to int8 (the rest
-    fp32) and measure the cosine drop; then, from all-int8, keep the most sensitive genes in fp32 one by one until
-    the mean cosine is at least MIN_COSINE."""
-    drops = {}
-    for unit, _ in units:
-        alone = int8_policy(units, {u for u, _ in units if u != unit})
-        drops[unit] = 1.0 - evaluator(alone).quality
-    order = sorted(drops, key=drops.get, reverse=True)
-    fp32: list[str] = []
-    steps = []
-    for unit in [None, *order]:
-        if unit is not None:
-            fp32.append(unit)
-        m = evaluator(int8_policy(units, set(fp32)))
-        steps.append({"fp32": list(fp32), "mean_cosine": m.quality, "latency_ms": m.latency_ms})
-        if m.quality >= MIN_COSINE:
-            break
-    return {"sensitivity_cosine_drop": drops, "fp32_genes": fp32}, steps
+def greedy(evaluator: Evaluator, space: SearchSpace, config: SearchConfig, units: list[tuple[str, list[str]]]) -> dict:
+    """The baseline, AIMET-style, by the core's own greedy (`compressor.search.greedy_params`, one policy): quantize
+    ONE gene's layers to int8 (the rest fp32) and measure the cosine drop; then the greedy policies from least to
+    most int8, and a bisection for the most int8 one whose measured mean cosine is at least MIN_COSINE."""
+    (params,), measured = greedy_params(evaluator, space, replace(config, greedy_seeds=1))
+    table = sensitivity(evaluator, seed_grid(space), share=space.share)  # from the cache: measured just now
+    return {"sensitivity_cosine_drop": dict(zip(table["layer"], table["drop"])),
+            "fp32_genes": [unit for unit, _ in units if params[f"{unit}.bits"] == FP32],
+            "policies_measured": measured}
 
 
 def fastest_feasible(frame, count: int = 3) -> list[dict]:
@@ -220,27 +217,31 @@ def sessions_bytes(mixed: MixedInt8, layers: list[str]) -> int:
     return mixed.graph(layers).ByteSize()
 
 
-def minilm(trials: int, seed: int, population: int = MINILM_POPULATION) -> dict:
-    """Mixed precision on minilm-l6: the search against greedy-by-sensitivity and the issue's hand choices."""
+def minilm(trials: int, seed: int, population: int = MINILM_POPULATION, greedy_seeds: int = MINILM_GREEDY_SEEDS) -> dict:
+    """Mixed precision on minilm-l6: the search (seeded with greedy policies) against greedy-by-sensitivity alone and
+    the issue's hand choices."""
     sample = cz.load_sample(MINILM)
     deployment = Int8Deployment(sample.model, sample.data)
     start = time.perf_counter()
     mixed, _ = deployment.deployment(cz.Recipe(()))
     export_seconds = time.perf_counter() - start
-    searched = Evaluator(sample.model, sample.data, measure_deployed=deployment)
+    units = gene_units(mixed.linear_layers, SHARE)
     space = SearchSpace(amounts=None, bits=(DEPLOYED_INT8, FP32), share=SHARE)
     config = SearchConfig(trials=trials, population=population, seed=seed, objectives=("quality", "latency_ms"),
-                          max_drop=round(1.0 - MIN_COSINE, 6))
-    start = time.perf_counter()
-    study = run_search(searched, space, config)
-    search_seconds = time.perf_counter() - start
-    frame = trials_frame(study)
-    units = gene_units(mixed.linear_layers, SHARE)
+                          max_drop=round(1.0 - MIN_COSINE, 6), greedy_seeds=greedy_seeds)
 
     greedy_evaluator = Evaluator(sample.model, sample.data, measure_deployed=deployment)
     start = time.perf_counter()
-    greedy, steps = greedy_fp32(greedy_evaluator, units)
+    found_greedy = greedy(greedy_evaluator, space, config, units)
     greedy_seconds = time.perf_counter() - start
+
+    # the search's seeds need the same sensitivity run and bisection: it starts from greedy's measured policies (a
+    # copy of that cache) instead of measuring them twice; its count below includes them
+    searched = Evaluator(sample.model, sample.data, measure_deployed=deployment, cache=dict(greedy_evaluator.cache))
+    start = time.perf_counter()
+    study = run_search(searched, space, config)
+    search_seconds = time.perf_counter() - start + greedy_seconds
+    frame = trials_frame(study)
 
     def int8_of(fp32_units: set[str]) -> list[str]:
         return [n for u, members in units if u not in fp32_units for n in members]
@@ -249,13 +250,18 @@ def minilm(trials: int, seed: int, population: int = MINILM_POPULATION) -> dict:
     ffn_out = [n for n in mixed.linear_layers if FFN_OUTPUT.search(n)]
     candidates = {"all int8 (per channel)": mixed.linear_layers,
                   "hand: FFN output projections fp32": [n for n in mixed.linear_layers if n not in ffn_out],
-                  "greedy by sensitivity": int8_of(set(greedy["fp32_genes"]))}
+                  "greedy by sensitivity": int8_of(set(found_greedy["fp32_genes"]))}
+    same_as: dict[str, str] = {}  # a search pick that IS an earlier candidate is timed once, under that name
     for rank, row in enumerate(best, 1):
-        candidates[f"search #{rank}"] = [n for n, c in study.trials[row["number"]].user_attrs["policy"].items()
-                                         if c.get("bits") == DEPLOYED_INT8]
+        layers = [n for n, c in study.trials[row["number"]].user_attrs["policy"].items() if c.get("bits") == DEPLOYED_INT8]
+        earlier = next((label for label, int8 in candidates.items() if sorted(int8) == sorted(layers)), None)
+        if earlier is None:
+            candidates[f"search #{rank}"] = layers
+        same_as[f"search #{rank}"] = earlier or f"search #{rank}"
     final = final_run(sample, mixed, candidates)
     feasible = {k: v for k, v in final["rows"].items() if v.get("holds_constraint")}
-    search_rows = {k: v for k, v in feasible.items() if k.startswith("search")}
+    search_rows = {pick: feasible[label] for pick, label in same_as.items() if label in feasible}
+    search_best = max(search_rows, key=lambda k: search_rows[k]["speedup_vs_ort_fp32"]) if search_rows else None
     return {
         "machine": machine(),
         "model": MINILM,
@@ -267,19 +273,23 @@ def minilm(trials: int, seed: int, population: int = MINILM_POPULATION) -> dict:
                   "for the FFN input and one for the FFN output projection (36 Linear layers)",
         "export_seconds": round(export_seconds, 1),
         "search": {"sampler": "NSGAIISampler", "trials": trials, "population": population, "seed": seed,
+                   "greedy_seeds": greedy_seeds,
                    "objectives": ["mean cosine up", "latency_ms down (batch 32, one thread, interleaved with ORT fp32)"],
-                   "policies_measured": searched.misses, "seconds": round(search_seconds, 1),
+                   "policies_measured": found_greedy["policies_measured"] + searched.misses,
+                   "of_which_greedy_seeds": found_greedy["policies_measured"],
+                   "seconds": round(search_seconds, 1),
                    "feasible_trials": int(frame["feasible"].sum()),
                    "fastest_feasible": [{**{k: r[k] for k in ("number", "generation", "quality", "latency_ms",
                                                              "baseline_latency_ms", "speedup")},
                                          "fp32_genes": [k.removesuffix(".bits") for k, v in
-                                                        study.trials[r["number"]].params.items() if v == FP32]}
-                                        for r in best]},
-        "greedy": {**greedy, "steps": steps, "policies_measured": greedy_evaluator.misses,
-                   "seconds": round(greedy_seconds, 1)},
+                                                        study.trials[r["number"]].params.items() if v == FP32],
+                                         "timed_as": same_as[f"search #{rank}"]}
+                                        for rank, r in enumerate(best, 1)]},
+        "greedy": {**found_greedy, "seconds": round(greedy_seconds, 1)},
         "final_timing": final,
         "answer": {
-            "search": max(search_rows.items(), key=lambda kv: kv[1]["speedup_vs_ort_fp32"])[0] if search_rows else None,
+            "search": search_best,
+            "search_timed_as": same_as.get(search_best),
             "fastest_holding_constraint": max(feasible.items(), key=lambda kv: kv[1]["speedup_vs_ort_fp32"])[0]
             if feasible else None,
         },
@@ -297,7 +307,9 @@ def digits(args: argparse.Namespace) -> dict:
     results = {"machine": machine(), "budget_seconds_digits_mlp": BUDGET_S,
                "search": {"sampler": "NSGAIISampler", "crossover": f"SBX (eta {SBX_ETA:g})",
                           "mutation": f"polynomial (eta {MUTATION_ETA:g})", "bit_width_gene": "ordinal (index in bit order)",
-                          "warm_start": "first generation = uniform policies spread over the space (enqueue_trial)"},
+                          "warm_start": f"first generation = {DIGITS_GREEDY_SEEDS} greedy-by-sensitivity policies spread "
+                                        "along the greedy ladder, then uniform policies spread over the space "
+                                        "(enqueue_trial); the sensitivity run's probes count as evaluations"},
                "samples": [compare(name, args.trials, args.seed, args.population, args.other_seeds) for name in SAMPLES]}
     results["within_budget"] = results["samples"][0]["search_seconds"] <= BUDGET_S
     return results

@@ -21,10 +21,10 @@ from compressor.models import (
     parse_shape, random_data, weights_digest,
 )
 from compressor.pipeline import compress
-from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment
+from compressor.policy import BIT_WORDS, Evaluator, Int8Deployment
 from compressor.recipe import Recipe
 from compressor.report import Report, evaluate
-from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
+from compressor.search import SearchConfig, SearchSpace, deploys, front, run_search, trials_frame
 from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, sensitivity
 from compressor.state import source_of
 from compressor.workers import GRACE_S, HEARTBEAT_S, open_storage
@@ -269,10 +269,8 @@ def _floats(text: str, name: str, count: int | None = None) -> tuple:
     values = []
     for part in text.split(","):
         part = part.strip()
-        if part == "fp32":
-            values.append(FP32)
-        elif part == DEPLOYED_INT8:
-            values.append(part)
+        if part in BIT_WORDS:
+            values.append(BIT_WORDS[part])
         else:
             try:
                 values.append(int(part) if part.isdigit() else float(part))
@@ -303,19 +301,24 @@ def cmd_search(args: argparse.Namespace) -> None:
         share=tuple(part.strip() for part in args.share.split(",") if part.strip()),
     )
     config = SearchConfig(trials=args.trials, population=args.population, seed=args.seed,
-                          objectives=tuple(args.objectives.split(",")), max_drop=args.max_drop, max_bytes=args.max_bytes)
+                          objectives=tuple(args.objectives.split(",")), max_drop=args.max_drop, max_bytes=args.max_bytes,
+                          greedy_seeds=args.greedy_seeds)
     storage_url = args.storage or f"{args.study}.journal.log"
     storage = open_storage(storage_url, heartbeat_interval=args.heartbeat, grace_period=args.grace)
-    deployed = "latency_ms" in config.objectives or DEPLOYED_INT8 in (space.bits or ())
+    deployed = deploys(space, config)
     study = run_search(_sample_evaluator(args.model, deployed), space, config, storage=storage, study_name=args.study)
     frame = trials_frame(study)
     best = front(frame, config.objectives)
     if args.json:
         print(json.dumps({"model": args.model, "study": args.study, "storage": storage_url,
                           "complete_trials": len(frame), "objectives": list(config.objectives),
+                          "greedy_seed_evaluations": study.user_attrs.get("greedy_seed_evaluations", 0),
                           "front": best.drop(columns=["feasible"]).to_dict("records")}, indent=2, default=float))
         return
-    print(f"study {args.study!r} on {storage_url}: {len(frame)} complete trials; Pareto front ({len(best)} points):")
+    seeded = study.user_attrs.get("greedy_seed_evaluations")
+    print(f"study {args.study!r} on {storage_url}: {len(frame)} complete trials"
+          f"{f' (and {seeded} policies measured by the greedy seeds sensitivity run)' if seeded else ''}; "
+          f"Pareto front ({len(best)} points):")
     shown = best.assign(quality=best["quality"].map("{:.2%}".format))
     columns = ["number", "generation", "quality", "bytes", "effective_macs"] + (["latency_ms"] if deployed else [])
     print(shown[columns + ["policy"]].to_string(index=False))
@@ -408,6 +411,10 @@ def _add_search_parsers(sub) -> None:
     cmd.add_argument("--share", default="", help="module names whose layers share one gene, e.g. attention (a block's "
                                                  "query, key, value and output projections together)")
     cmd.add_argument("--rank-ratios", default="off", help="rank-ratio range low,high (1.0: not factorized), or off")
+    cmd.add_argument("--greedy-seeds", type=int, default=0,
+                     help="0 to --population: first-generation policies from greedy selection on a sensitivity run over "
+                          "the search's genes (AIMET's recipe), measured before the first trial; with --max-drop, the "
+                          "most compressing greedy policy that holds it and its neighbours")
     cmd.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, help="PostgreSQL heartbeat interval, seconds")
     cmd.add_argument("--grace", type=int, default=GRACE_S, help="PostgreSQL: seconds without heartbeat before a trial is retried")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")

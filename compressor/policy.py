@@ -17,7 +17,7 @@ effective MACs) and remembers every recipe it has measured, so a policy seen bef
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,14 @@ from compressor.validation import check_fraction, check_int
 FP32 = 32  # "keep this layer in fp32": a bit-width choice, not quantized
 DEPLOYED_INT8 = "int8-deployed"  # int8 executed by a deployed runtime; measured by a deploying evaluator only
 QUANT_SETTINGS = {"granularity": "channel"}  # how every policy quantizes (uniform affine, one scale per channel)
+
+
+BIT_WORDS = {"fp32": FP32, DEPLOYED_INT8: DEPLOYED_INT8}  # the bit-width words of the CLI and the pages
+
+
+def bits_word(bits: int | str) -> str:
+    """How the CLI and the pages name a bit-width choice: "fp32", "int8-deployed", or the number of bits ("4")."""
+    return next((word for word, value in BIT_WORDS.items() if value == bits), str(bits))
 
 
 def check_bits(name: str, value: Any) -> int | str:
@@ -77,6 +85,23 @@ def policy_layers(model: nn.Module) -> list[str]:
     return list(eligible_layers(model))
 
 
+def gene_units(layers: Sequence[str], share: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """(unit name, layers) pairs: one per layer, except that the layers inside a module whose name is in `share`
+    form one unit, named by that module ("encoder.layer.0.attention" for its query, key, value and output). A unit
+    gets one choice: one gene of the search, one probe of a sensitivity run."""
+    units: dict[str, list[str]] = {}
+    for name in layers:
+        parts = name.split(".")
+        cut = next((i + 1 for i, part in enumerate(parts) if part in share), len(parts))
+        units.setdefault(".".join(parts[:cut]), []).append(name)
+    return list(units.items())
+
+
+def bit_rank(bits: int | str) -> float:
+    """Where a bit-width choice sits from most to least compressing: 1–8 bits, then deployed int8, then fp32."""
+    return 8.5 if bits == DEPLOYED_INT8 else float(bits)
+
+
 def policy_recipe(policy: Policy) -> Recipe:
     """The ordinary recipe that applies `policy`: low-rank, then pruning, then quantization.
 
@@ -97,6 +122,13 @@ def policy_recipe(policy: Policy) -> Recipe:
         steps.append(Quantize(bits=8, **QUANT_SETTINGS, layers=tuple(quantized),
                               overrides={p: {"bits": b} for p, b in quantized.items()}))
     return Recipe(tuple(steps))
+
+
+def int8_deployable(model: nn.Module) -> bool:
+    """Whether `Int8Deployment` can run any of the model's policy layers as int8: all of them are Linear layers
+    (ONNX Runtime's dynamic int8 MatMul; convolutions would need static calibration)."""
+    layers = eligible_layers(model)
+    return bool(layers) and all(isinstance(m, nn.Linear) for m in layers.values())
 
 
 def deployed_int8_layers(policy: Policy) -> list[str]:

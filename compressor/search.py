@@ -9,7 +9,9 @@ Optuna 5's default multi-objective sampler is TPE, so `NSGAIISampler` is chosen 
 with the same settings evaluates the same policies in the same order. What makes it beat a uniform grid of the same
 budget (benchmarks/bench_search.py): the first generation is a spread of uniform policies (`enqueue_trial`, then
 `join_generation` so NSGA-II breeds from them), bit widths are ordinal genes, and crossover and mutation are the
-original NSGA-II's (SBX, polynomial), which keep children near good parents. Layers inside one module (e.g. a
+original NSGA-II's (SBX, polynomial), which keep children near good parents. Optionally (`SearchConfig.greedy_seeds`)
+the first generation also holds greedy-by-sensitivity policies (AIMET's recipe, `greedy_params`), so the front starts
+at least as good as greedy selection's and evolution can only improve on it. Layers inside one module (e.g. a
 Transformer block's `attention`) may share one gene (`SearchSpace.share`) when a budget is too small for one each. Several workers (processes or machines)
 share a study through an Optuna storage: `compressor.workers.open_storage` (journal file for one machine, PostgreSQL for
 many) and `compressor.workers.work` (until the study holds exactly N complete trials, whatever the number of
@@ -26,13 +28,23 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, LayerChoice, Measures, describe_policy, policy_recipe, policy_to_dict
+from compressor.policy import (
+    DEPLOYED_INT8, FP32, Evaluator, LayerChoice, Measures, bit_rank, describe_policy, gene_units, policy_recipe, policy_to_dict,
+)
 from compressor.recipe import MAX_AMOUNT
+from compressor.sensitivity import SensitivityGrid, greedy_policy, sensitivity
 from compressor.sweeps import pareto_mask
 from compressor.validation import check_choice, check_fraction, check_int
 from compressor.workers import complete_count, work
 
 OBJECTIVES = {"quality": "maximize", "bytes": "minimize", "effective_macs": "minimize", "latency_ms": "minimize"}
+OBJECTIVE_HELP = {  # what each objective is, in the words of the CLI's --objectives and the Search page
+    "quality": "accuracy on held-out data (mean cosine to the fp32 embeddings for minilm-l6), up",
+    "bytes": "size of the exported file, down",
+    "effective_macs": "multiply-accumulates per example with zero weights skipped, down",
+    "latency_ms": "deployed latency on ONNX Runtime (batch 32, one thread, timed against the fp32 graph), down; every "
+                  "policy is deployed",
+}
 GENERATION_KEY = "NSGAIISampler:generation"  # where NSGAIISampler records a trial's generation (system attr)
 
 
@@ -81,6 +93,7 @@ class SearchConfig:
     mutation_prob: float | None = None  # None: Optuna's 1 / number of genes
     crossover_prob: float = 0.9
     warm_start: bool = True  # the first generation: uniform policies spread over the space (hand tuning's grid)
+    greedy_seeds: int = 0  # first-generation slots for greedy-by-sensitivity policies, 0 to population (`greedy_params`)
 
     def __post_init__(self) -> None:
         check_int("trials", self.trials, 1, 100_000)
@@ -99,6 +112,7 @@ class SearchConfig:
         if self.mutation_prob is not None:
             check_fraction("mutation_prob", self.mutation_prob, 0.0, 1.0)
         check_fraction("crossover_prob", self.crossover_prob, 0.0, 1.0)
+        check_int("greedy_seeds", self.greedy_seeds, 0, self.population)
 
     @property
     def directions(self) -> list[str]:
@@ -127,7 +141,7 @@ def sampler(config: SearchConfig) -> optuna.samplers.NSGAIISampler:
 
 def bit_order(bits: Sequence[int | str]) -> list[int | str]:
     """Bit-width choices from most to least compressing: 1–8 bits, then deployed int8, then fp32."""
-    return sorted(bits, key=lambda b: 8.5 if b == DEPLOYED_INT8 else float(b))
+    return sorted(bits, key=bit_rank)
 
 
 def suggest_bits(trial: optuna.Trial, name: str, bits: Sequence[int | str]) -> int | str:
@@ -145,17 +159,6 @@ def bits_gene_value(bits: Sequence[int | str], choice: int | str) -> int | str:
     """What `suggest_bits` records for `choice` (its index when ordinal): how a queued trial names a bit width."""
     order = bit_order(bits)
     return choice if len(order) <= 2 else order.index(choice)
-
-
-def gene_units(layers: Sequence[str], share: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
-    """(gene name, layers) pairs: one per layer, except that the layers inside a module whose name is in `share`
-    share one, named by that module ("encoder.layer.0.attention" for its query, key, value and output)."""
-    units: dict[str, list[str]] = {}
-    for name in layers:
-        parts = name.split(".")
-        cut = next((i + 1 for i, part in enumerate(parts) if part in share), len(parts))
-        units.setdefault(".".join(parts[:cut]), []).append(name)
-    return list(units.items())
 
 
 def suggest_policy(trial: optuna.Trial, space: SearchSpace, layers: Sequence[str],
@@ -225,6 +228,12 @@ def join_generation(trial: optuna.Trial) -> None:
         sampler.get_trial_generation(trial.study, frozen)
 
 
+def deploys(space: SearchSpace, config: SearchConfig) -> bool:
+    """Whether the search needs a deploying evaluator (`Evaluator.measure_deployed`): a deployed-latency objective or
+    an int8-deployed bit width."""
+    return "latency_ms" in config.objectives or DEPLOYED_INT8 in (space.bits or ())
+
+
 def objective_value(m: Measures, name: str) -> float:
     value = getattr(m, name)
     if value is None:
@@ -277,15 +286,138 @@ def _staggered_amount(space: SearchSpace, depth: float) -> float:
     return round(low + space.amount_step * round(steps * (1 - depth)), 6)
 
 
-def warm_start(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, config: SearchConfig) -> None:
-    """Queue uniform policies as the first generation of a study that has no trials yet (`enqueue_trial`).
+SEED_AMOUNTS = 2  # pruning amounts per unit that the greedy seeds' sensitivity run probes (the middle and the top)
+SEED_RANKS = 4  # rank ratios per unit it probes
+# Every probe is an evaluation taken from the search's budget. On digits at 200 evaluations (benchmarks/bench_search.py,
+# seeds 0–4), 2 amounts did better than 3 or 6: the greedy ladder needs few rungs, and the trials need the evaluations.
 
-    Evolution then starts from what a sparsity × bits grid would try, so its front begins at hand tuning's
-    and crossover mixes uniform parents into per-layer policies.
+
+def _spread(low: float, high: float, step: float, count: int) -> tuple[float, ...]:
+    """Up to `count` values from `high` down towards `low` (excluded), evenly spaced, on the grid low + k·step."""
+    steps = round((high - low) / step)
+    ks = sorted({round(steps * (i + 1) / count) for i in range(count)} - {0})
+    return tuple(round(low + step * k, 6) for k in ks)
+
+
+def seed_grid(space: SearchSpace) -> SensitivityGrid:
+    """What the greedy seeds' sensitivity run tries per unit: every bit width but the least compressing one, and up
+    to SEED_AMOUNTS amounts and SEED_RANKS rank ratios spread over the space's ranges, on its steps. The
+    uncompressed end of each range is left out: it is what an untouched unit already is."""
+    amounts = _spread(*space.amounts, space.amount_step, SEED_AMOUNTS) if space.amounts is not None else ()
+    bits = tuple(bit_order(space.bits)[:-1]) if space.bits is not None else ()
+    ranks = ()
+    if space.rank_ratios is not None:  # from the top (not factorized) down: low + high − the spread of amounts
+        low, high = space.rank_ratios
+        ranks = tuple(round(low + high - r, 6) for r in _spread(low, high, space.rank_step, SEED_RANKS))
+    return SensitivityGrid(amounts=amounts, bits=bits, rank_ratios=ranks)
+
+
+def unit_params(space: SearchSpace, layers: Sequence[str], factorizable: Sequence[str],
+                choices: dict[str, LayerChoice]) -> dict[str, float | int | str]:
+    """The trial parameters of per-unit choices (`compressor.sensitivity.greedy_policy`'s); a gene a unit has no
+    choice for takes its least compressing value (lowest amount, fp32 or the widest bits, rank ratio at the top)."""
+    params: dict[str, float | int | str] = {}
+    for unit, members in gene_units(layers, space.share):
+        c = choices.get(unit, LayerChoice())
+        if space.amounts is not None:
+            params[f"{unit}.amount"] = c.amount if c.amount is not None else space.amounts[0]
+        if space.bits is not None:
+            params[f"{unit}.bits"] = bits_gene_value(space.bits, c.bits if c.bits is not None else bit_order(space.bits)[-1])
+        if space.rank_ratios is not None and all(name in factorizable for name in members):
+            params[f"{unit}.rank_ratio"] = c.rank_ratio if c.rank_ratio is not None else space.rank_ratios[1]
+    return params
+
+
+def params_policy(params: dict, space: SearchSpace, layers: Sequence[str], factorizable: Sequence[str]) -> dict[str, LayerChoice]:
+    """The policy a trial with these parameters evaluates (the same code path, so the same cache entry)."""
+    return suggest_policy(optuna.trial.FixedTrial(params), space, layers, factorizable)
+
+
+def greedy_ladder(table: pd.DataFrame, space: SearchSpace, layers: Sequence[str],
+                  factorizable: Sequence[str]) -> list[dict[str, float | int | str]]:
+    """The distinct greedy policies of a sensitivity table, as trial parameters, least to most compressing.
+
+    The greedy policy for a target drop Δ changes only where Δ crosses a probe's own drop, so one policy per distinct
+    measured drop is every policy greedy selection can give.
     """
-    if config.warm_start and not study.get_trials(deepcopy=False):
-        for params in uniform_params(space, search_layers(evaluator, space), config.population):
-            study.enqueue_trial(params, skip_if_exists=True)
+    ladder: list[dict[str, float | int | str]] = []
+    for target in sorted(set(table["drop"].clip(lower=0.0).round(12))):
+        params = unit_params(space, layers, factorizable, greedy_policy(table, min(float(target), 1.0)))
+        if params not in ladder:
+            ladder.append(params)
+    return ladder
+
+
+def greedy_params(evaluator: Evaluator, space: SearchSpace, config: SearchConfig,
+                  progress: Callable[[float, str], None] | None = None) -> tuple[list[dict[str, float | int | str]], int]:
+    """Up to `config.greedy_seeds` greedy-by-sensitivity policies (trial parameters) and the policies measured.
+
+    AIMET's recipe (per-layer sensitivity, then greedy per-layer selection) is a strong seed: first a sensitivity
+    run over the search's own genes and units (`seed_grid`, `compressor.sensitivity.sensitivity`), then the ladder
+    of greedy policies from least to most compressing (`greedy_ladder`). With a `max_drop` constraint, a bisection
+    on the ladder measures which is the most compressing policy whose COMBINED drop holds it (layers' errors add up,
+    so a policy's drop is measured, not summed; the drop grows along the ladder) and the seeds are that policy and
+    its neighbours on the ladder; without one they are spread evenly along it. Every policy measured here is in the
+    evaluator's cache: when the search evaluates a seed, it costs nothing more.
+    """
+    before = evaluator.misses
+    layers, factorizable = search_layers(evaluator, space), evaluator.factorizable
+    table = sensitivity(evaluator, seed_grid(space), layers, progress=progress, share=space.share)
+    ladder = greedy_ladder(table, space, layers, factorizable)
+    count = min(config.greedy_seeds, len(ladder))
+    if config.max_drop is None:
+        picks = sorted({round(i * (len(ladder) - 1) / max(count - 1, 1)) for i in range(count)})
+    else:
+        def holds(i: int) -> bool:
+            return evaluator(params_policy(ladder[i], space, layers, factorizable)).drop <= config.max_drop
+
+        best = _last_true(holds, len(ladder))
+        picks = sorted(range(len(ladder)), key=lambda i: (abs(i - best), -i))[:count]
+    return [ladder[i] for i in picks], evaluator.misses - before
+
+
+def _last_true(holds: Callable[[int], bool], n: int) -> int:
+    """Bisection: the largest i < n with holds(i), for holds true up to some index and false after (0 if none)."""
+    low, high, best = 0, n - 1, 0
+    while low <= high:
+        mid = (low + high) // 2
+        if holds(mid):
+            best, low = mid, mid + 1
+        else:
+            high = mid - 1
+    return best
+
+
+def warm_start(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, config: SearchConfig,
+               progress: Callable[[float, str], None] | None = None) -> None:
+    """Queue the first generation of a study that has no trials yet (`enqueue_trial`): `config.greedy_seeds`
+    greedy-by-sensitivity policies (`greedy_params`; `progress(fraction, label)` during its sensitivity run), then
+    uniform policies (`uniform_params`) in the remaining slots.
+
+    Evolution then starts from what a sparsity × bits grid and AIMET's greedy selection would try, so its front
+    begins at theirs and crossover mixes them into per-layer policies. How many policies the greedy seeds measured
+    is kept as the study's user attribute "greedy_seed_evaluations" (the search's budget does not count them).
+    """
+    if study.get_trials(deepcopy=False):
+        return
+    queued: list[dict[str, float | int | str]] = []
+    if config.greedy_seeds:
+        queued, measured = greedy_params(evaluator, space, config, progress)
+        study.set_user_attr("greedy_seed_evaluations", measured)
+    if config.warm_start:
+        queued += uniform_params(space, search_layers(evaluator, space), config.population - len(queued))
+    for params in queued:
+        study.enqueue_trial(params, skip_if_exists=True)
+
+
+def continue_search(study: optuna.Study, evaluator: Evaluator, space: SearchSpace, config: SearchConfig,
+                    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+                    progress: Callable[[float, str], None] | None = None) -> None:
+    """Run the study until it holds `config.trials` complete trials: the first generation (`warm_start`;
+    `progress(fraction, label)` during its greedy seeds' sensitivity run), then evolution. A callback that calls
+    `study.stop()` ends it early; calling this again continues."""
+    warm_start(study, evaluator, space, config, progress)
+    work(study, make_objective(evaluator, space, config), config.trials, callbacks)
 
 
 def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config: SearchConfig = SearchConfig(),
@@ -297,8 +429,7 @@ def run_search(evaluator: Evaluator, space: SearchSpace = SearchSpace(), config:
     a callback may call `study.stop()` to end the search early.
     """
     study = create_study(config, storage, study_name)
-    warm_start(study, evaluator, space, config)
-    work(study, make_objective(evaluator, space, config), config.trials, callbacks)
+    continue_search(study, evaluator, space, config, callbacks)
     return study
 
 

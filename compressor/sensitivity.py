@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from compressor.policy import FP32, Evaluator, LayerChoice, Measures, policy_recipe, uniform_policy
+from compressor.policy import (
+    FP32, Evaluator, LayerChoice, Measures, bit_rank, gene_units, policy_recipe, uniform_policy,
+)
 from compressor.recipe import MAX_AMOUNT
 from compressor.validation import check_fraction
 
@@ -48,15 +50,22 @@ def single_choice(kind: str, setting: float | int | str) -> LayerChoice:
     return LayerChoice(**{SETTING_NAME[kind]: setting})
 
 
-def probes(evaluator: Evaluator, grid: SensitivityGrid, layers: Sequence[str] | None = None) -> list[tuple[str, str, object]]:
-    """Every (layer, technique, setting) to measure, layer by layer."""
+def probe_units(evaluator: Evaluator, layers: Sequence[str] | None = None,
+                share: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """The units probed, (name, layers): each layer alone, or the layers of a `share`d module together."""
     layers = list(layers) if layers is not None else evaluator.layers
     unknown = sorted(set(layers) - set(evaluator.layers))
     if unknown:
         raise ValueError(f"layer(s) {', '.join(unknown)} not in the model; layers are: {', '.join(evaluator.layers)}")
+    return gene_units(layers, share)
+
+
+def probes(evaluator: Evaluator, grid: SensitivityGrid, layers: Sequence[str] | None = None,
+           share: Sequence[str] = ()) -> list[tuple[str, str, object]]:
+    """Every (unit, technique, setting) to measure, unit by unit (a unit is a layer unless `share` groups some)."""
     factorizable = set(evaluator.factorizable)
-    return [(layer, kind, setting) for layer in layers for kind in KINDS for setting in grid.settings(kind)
-            if kind != "low_rank" or layer in factorizable]
+    return [(unit, kind, setting) for unit, members in probe_units(evaluator, layers, share) for kind in KINDS
+            for setting in grid.settings(kind) if kind != "low_rank" or factorizable.issuperset(members)]
 
 
 def sensitivity(
@@ -65,17 +74,21 @@ def sensitivity(
     layers: Sequence[str] | None = None,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    share: Sequence[str] = (),
 ) -> pd.DataFrame:
     """One row per probe: layer, kind, setting, quality, drop, bytes (of the whole model's exported file).
 
     `progress(fraction, label)` after each probe; `should_stop()` before each: the rows measured so far are kept.
+    `share`: module names whose layers are probed together, as one unit named by the module (the "layer" column),
+    as the search's shared genes are (`SearchSpace.share`).
     """
-    todo = probes(evaluator, grid, layers)
+    todo = probes(evaluator, grid, layers, share)
+    members = dict(probe_units(evaluator, layers, share))
     rows = []
     for i, (layer, kind, setting) in enumerate(todo):
         if should_stop is not None and should_stop():
             break
-        m = evaluator({layer: single_choice(kind, setting)})
+        m = evaluator({name: single_choice(kind, setting) for name in members[layer]})
         rows.append({"layer": layer, "kind": kind, "setting": setting, "quality": m.quality, "drop": m.drop,
                      "bytes": m.bytes, "metric": m.metric})
         if progress is not None:
@@ -95,10 +108,10 @@ def setting_label(kind: str, setting: object) -> str:
 
 
 def most_compressing(kind: str, settings: Sequence) -> object:
-    """The setting that compresses most: highest amount, fewest bits, lowest rank ratio."""
+    """The setting that compresses most: highest amount, fewest bits (`bit_rank`), lowest rank ratio."""
     if kind == "prune":
         return max(settings)
-    return min(settings, key=lambda s: FP32 + 1 if isinstance(s, str) else s)
+    return min(settings, key=bit_rank if kind == "quantize" else float)
 
 
 def greedy_policy(table: pd.DataFrame, max_drop: float) -> dict[str, LayerChoice]:

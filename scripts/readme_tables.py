@@ -283,11 +283,14 @@ def search() -> str:
                       (f"**{won} of {total}**" if won == total else f"{won} of {total}") + lost,
                       f"{boxed} of {box_total}", others, f"{r['search_seconds']:.0f} s"])
     mlp = part["samples"][0]
+    spent = "; ".join(f"{r['model']} {r['search_evaluations']['greedy_seed_sensitivity_probes']} sensitivity probes + "
+                      f"{r['search_evaluations']['trials']} trials" for r in part["samples"] if "search_evaluations" in r)
     return rows(["model", "hypervolume, search", "hypervolume, uniform grid", "search ≥ grid at the grid's front sizes",
-                 "… of them within the reference box", "other seeds (1–4)", f"{mlp['evaluations_each']} trials"],
+                 "… of them within the reference box", "other seeds (1–4)", f"{mlp['evaluations_each']} evaluations"],
                 lines) + "\n" + prose(
         f"At equal size means: for each point of the grid's front, the best accuracy among all the search's trials whose "
-        f"file is at most that point's bytes. Seed {mlp['seed']}; search times at load average "
+        f"file is at most that point's bytes. The search's {mlp['evaluations_each']} evaluations: {spent}. "
+        f"Seed {mlp['seed']}; search times (sensitivity run included) at load average "
         f"{part['machine']['load_average_1m']} on {part['machine']['cpus']} shared cores (upper bounds; the budget is "
         f"{part['budget_seconds_digits_mlp']:.0f} s).")
 
@@ -306,10 +309,14 @@ def mixed_precision() -> str:
                       f"{row['speedup_vs_ort_fp32']:.2f}×", f"{row['speedup_vs_eager']:.2f}×"])
     s, g = r["search"], r["greedy"]
     answer = r["answer"]
+    seeded = (f", seeded with {s['greedy_seeds']} greedy policies; {s['policies_measured']} policies measured in all, "
+              f"{s['of_which_greedy_seeds']} of them the greedy seeds' sensitivity run and bisection (the same as greedy's, "
+              f"measured once), in {s['seconds'] / 60:.0f} min" if s.get("greedy_seeds") else
+              f", {s['policies_measured']} policies measured in {s['seconds'] / 60:.0f} min")
     return rows(["deployment", "Linear layers kept fp32", "mean / worst cosine", f"batch {final['batch_size']}",
                  "vs ORT fp32", "vs eager fp32"], lines) + "\n" + prose(
         f"{r['constraint']}; {r['genome']}. Search: NSGA-II, {s['trials']} trials (population {s['population']}, seed "
-        f"{s['seed']}), {s['policies_measured']} policies measured in {s['seconds'] / 60:.0f} min; greedy by "
+        f"{s['seed']}){seeded}; greedy by "
         f"sensitivity: {g['policies_measured']} policies in {g['seconds'] / 60:.0f} min. Every row above comes from ONE "
         f"closing interleaved run ({final['runs']} runs each, batch {final['batch_size']} of {final['sequence_length']} "
         f"tokens, {final['threads']} thread, load average {r['machine']['load_average_1m']}: upper bounds). Fastest "
@@ -318,9 +325,14 @@ def mixed_precision() -> str:
 
 def _verdict(table: dict, answer: dict) -> str:
     """The search's answer against greedy's, in words."""
-    found, greedy = table.get(answer["search"] or ""), table.get("greedy by sensitivity")
+    timed_as = answer.get("search_timed_as") or answer["search"] or ""
+    found, greedy = table.get(timed_as), table.get("greedy by sensitivity")
     if found is None or greedy is None:
         return "; the search found no deployment holding the constraint"
+    if timed_as == "greedy by sensitivity":
+        return (f"; the search's best ({answer['search']}) IS greedy's policy ({len(greedy['fp32_layers'])} layers fp32, "
+                f"{greedy['speedup_vs_ort_fp32']:.2f}×): seeded with it, the search kept it and found nothing faster "
+                f"that holds the constraint")
     better = found["speedup_vs_ort_fp32"] >= greedy["speedup_vs_ort_fp32"]
     return (f"; the search's best ({answer['search']}: {len(found['fp32_layers'])} layers fp32, "
             f"{found['speedup_vs_ort_fp32']:.2f}×) {'matches or beats' if better else 'does NOT beat'} greedy's "

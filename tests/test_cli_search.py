@@ -35,9 +35,11 @@ def test_search_json_on_a_journal_file_and_resume(tmp_path):
 def test_mixed_precision_search_deploys_every_policy(tmp_path):
     out = run_cli("search", "--model", "digits-mlp", "--amounts", "off", "--bits", "int8-deployed,fp32", "--objectives",
                   "quality,latency_ms", "--max-drop", "0.02", "--trials", "3", "--population", "2",
-                  "--storage", str(tmp_path / "mp.journal.log"), "--study", "mp", "--json")
+                  "--greedy-seeds", "1", "--storage", str(tmp_path / "mp.journal.log"), "--study", "mp", "--json")
     assert out.returncode == 0, out.stderr
-    front = json.loads(out.stdout)["front"]
+    result = json.loads(out.stdout)
+    assert result["greedy_seed_evaluations"] >= 3  # one probe per layer, then the bisection's policies
+    front = result["front"]
     assert front and all(point["latency_ms"] > 0 and point["baseline_latency_ms"] > 0 for point in front)
 
 
@@ -46,6 +48,7 @@ def test_mixed_precision_search_deploys_every_policy(tmp_path):
     (["--storage", "sqlite:///x.db"], "SQLite"),
     (["--bits", "4,x"], "'x' is not a number"),
     (["--amounts", "0.5"], "low,high"),
+    (["--greedy-seeds", "30"], "greedy_seeds=30"),
     (["--model", "nope"], "unknown sample model 'nope'"),
 ])
 def test_search_mistakes_exit_2_with_one_line(tmp_path, capsys, args, message):

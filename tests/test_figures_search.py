@@ -44,3 +44,16 @@ def test_front_replays_generations():
     later = front_info(frame, 1)
     assert later.front["number"].tolist() == [2] and len(later.tried) == 4  # the infeasible one is drawn, not on the front
     assert isinstance(search_front(frame, 1), go.Figure)
+
+
+def test_front_against_deployed_latency():
+    frame = pd.DataFrame([  # the same file size (a deployed graph), different latencies
+        {"number": 0, "generation": 0, "quality": 0.99, "bytes": 100, "latency_ms": 9.0},
+        {"number": 1, "generation": 0, "quality": 0.97, "bytes": 100, "latency_ms": 4.0},
+        {"number": 2, "generation": 0, "quality": 0.96, "bytes": 100, "latency_ms": 5.0},
+    ]).assign(baseline_quality=1.0, feasible=True, metric="mean cosine", policy=lambda f: f["number"].astype(str),
+              recipe="{}")
+    info = front_info(frame, cost="latency_ms")
+    assert info.front["number"].tolist() == [1, 0]  # fastest first; trial 2 is slower and worse than trial 1
+    assert front_info(frame).front["number"].tolist() == [0]  # by bytes, only the best quality
+    assert search_front(frame, cost="latency_ms").layout.xaxis.title.text.startswith("deployed latency")

@@ -7,8 +7,8 @@ import optuna
 from streamlit.testing.v1 import AppTest
 
 import compressor as cz
-from compressor.policy import FP32, Evaluator
-from compressor.search import SearchConfig, SearchSpace, front, run_search, trials_frame
+from compressor.policy import DEPLOYED_INT8, FP32, Evaluator, Int8Deployment
+from compressor.search import SearchConfig, SearchSpace, front, greedy_params, run_search, trials_frame
 from compressor.sensitivity import SensitivityGrid, greedy_vs_uniform, sensitivity
 from ui.pipeline_editor import STEPS
 
@@ -64,3 +64,42 @@ def test_search_page_finds_the_cores_front_for_the_same_seed_and_applies_a_point
     assert steps_of(at) == cz.Recipe.from_json(core["recipe"].iloc[0])
     points = at.session_state["tradeoff_points"]
     assert {("digits-mlp", r) for r in core["recipe"]} <= set(points)
+
+
+def test_search_page_deploys_int8_with_a_latency_objective_and_greedy_seeds():
+    """The deployed choices where the model deploys (digits-mlp: Linear layers only), in the CLI's words; the page's
+    greedy seeds are the core's for the same settings; a mixed policy is not applied as a recipe."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    at = open_page("pages/9_Search.py")
+    assert "int8-deployed" in at.multiselect(key="search_bits").options
+    assert "latency_ms" in at.selectbox(key="search_cost").options
+    assert at.toggle(key="search_share_digits-mlp").disabled  # no attention blocks to share a gene
+    at.toggle(key="search_use_prune").set_value(False)
+    at.multiselect(key="search_bits").set_value([DEPLOYED_INT8, FP32])
+    at.selectbox(key="search_cost").set_value("latency_ms")
+    at.number_input(key="search_greedy_seeds").set_value(2)
+    at.number_input(key="search_trials").set_value(10)
+    at.number_input(key="search_population").set_value(4).run()
+    at.button(key="search_run").click().run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert {"latency_ms", "speedup"} <= set(shown.columns) and (shown["latency_ms"] > 0).all()
+    study = at.session_state["search_study"][1]
+    assert len(trials_frame(study)) == 10
+    s = cz.load_sample("digits-mlp")
+    core = Evaluator(s.model, s.data, measure_deployed=Int8Deployment(s.model, s.data))
+    config = SearchConfig(trials=10, population=4, objectives=("quality", "bytes", "latency_ms"), max_drop=0.02,
+                          greedy_seeds=2)
+    seeds, measured = greedy_params(core, SearchSpace(amounts=None, bits=(DEPLOYED_INT8, FP32)), config)
+    assert seeds and [t.params for t in study.trials[:len(seeds)]] == seeds  # the first generation starts with them
+    assert any(f"measured {measured} policies" in c.value for c in at.caption)
+    if DEPLOYED_INT8 in shown["policy"].iloc[0]:
+        assert at.button(key="search_apply").disabled
+
+
+def test_search_page_offers_no_int8_deployment_for_a_convolutional_model():
+    at = open_page("pages/9_Search.py")
+    at.sidebar.selectbox(key="_model_picker").set_value("digits-cnn").run()
+    assert not at.exception
+    assert "int8-deployed" not in at.multiselect(key="search_bits").options
+    assert "latency_ms" not in at.selectbox(key="search_cost").options

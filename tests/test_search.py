@@ -186,3 +186,47 @@ def test_deployed_int8_plugs_in_through_measure_deployed(sample):
     config = SearchConfig(trials=3, population=2, objectives=("quality", "bytes", "latency_ms"))
     study = run_search(evaluator, SearchSpace(amounts=(0.0, 0.5), bits=(DEPLOYED_INT8,)), config)
     assert [t.values[2] for t in study.trials] == [0.5] * 3  # the deployed latency is the third objective
+
+
+def test_greedy_seeds_put_the_greedy_policy_on_the_front():
+    """Hand-made mixed precision: 3 blocks (attention with 2 layers sharing one gene, and an FFN layer); each unit's
+    int8 drop is known and drops add up; latency counts 1 per int8 layer and 3 per fp32 one. AIMET's greedy, done by
+    hand (from all int8, keep the most sensitive unit fp32 until the drop holds), is a seed of the first
+    generation, and the seeded search's front holds a policy at least as good in both objectives."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+            self.ffn = torch.nn.Linear(4, 4)
+
+    drop = {"0.attention": 0.0010, "0.ffn": 0.0040, "1.attention": 0.0002, "1.ffn": 0.0030,
+            "2.attention": 0.0005, "2.ffn": 0.0001}
+    unit_of = lambda layer: layer.rsplit(".", 1)[0] if "attention" in layer else layer  # noqa: E731
+    probed = []
+
+    def deployed(recipe, int8):
+        probed.append(tuple(int8))
+        units = {unit_of(name) for name in int8}
+        latency = sum(1.0 if name in int8 else 3.0 for name in evaluator.layers)
+        return Measures(1.0 - sum(drop[u] for u in units), 1.0, 1000, 10, "mean cosine", latency, 27.0)
+
+    evaluator = Evaluator(torch.nn.Sequential(Block(), Block(), Block()), measure_deployed=deployed)
+    max_drop = 0.005
+    fp32: list[str] = []  # the greedy answer, by hand
+    while sum(d for u, d in drop.items() if u not in fp32) > max_drop:
+        fp32.append(max((u for u in drop if u not in fp32), key=drop.get))
+    assert fp32 == ["0.ffn"]
+    greedy = {f"{u}.bits": FP32 if u in fp32 else DEPLOYED_INT8 for u in drop}
+
+    space = SearchSpace(amounts=None, bits=(DEPLOYED_INT8, FP32), share=("attention",))
+    config = SearchConfig(trials=12, population=4, objectives=("quality", "latency_ms"), max_drop=max_drop, greedy_seeds=2)
+    study = run_search(evaluator, space, config)
+    assert study.trials[0].params == greedy  # the bisection's answer comes first
+    assert probed[:6] == [tuple(n for n in evaluator.layers if unit_of(n) == u) for u in drop]  # one probe per unit
+    assert 6 < study.user_attrs["greedy_seed_evaluations"] <= 6 + 3  # probes + a bisection of the 6-step ladder
+    best = front(trials_frame(study), config.objectives)
+    g = study.trials[0].values
+    assert ((best["quality"] >= g[0]) & (best["latency_ms"] <= g[1])).any()
+    with pytest.raises(ValueError, match="greedy_seeds=5"):
+        SearchConfig(population=4, greedy_seeds=5)

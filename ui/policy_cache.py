@@ -11,7 +11,7 @@ from dataclasses import asdict
 import streamlit as st
 
 import compressor as cz
-from compressor.policy import Evaluator, Measures, report_measures
+from compressor.policy import Evaluator, Int8Deployment, Measures, report_measures
 from ui import cache, points
 from ui.owned import forgettable
 
@@ -23,11 +23,23 @@ def measures(name: str, recipe_json: str) -> dict:
     return asdict(report_measures(s.model, s.data, cz.Recipe.from_json(recipe_json)))
 
 
-def evaluator(name: str, session_cache: dict | None = None) -> Evaluator:
-    """The core's Evaluator for a sample, measuring through the server-wide cache."""
+@st.cache_resource(max_entries=4, show_spinner="Exporting the model to ONNX once for this server…")
+def deployment(name: str) -> Int8Deployment:
+    """The model's ONNX Runtime deployment (fp32 graph exported once, re-quantized per policy), one per server."""
     s = cache.sample(name)
+    return Int8Deployment(s.model, s.data)
+
+
+def evaluator(name: str, session_cache: dict | None = None, deployed: bool = False) -> Evaluator:
+    """The core's Evaluator for a sample, measuring through the server-wide cache; `deployed`: every policy deployed
+    on ONNX Runtime (int8-deployed layers as dynamic int8, latency timed), remembered in `session_cache` only (its
+    latency is this moment's)."""
+    s = cache.sample(name)
+    session_cache = session_cache if session_cache is not None else {}
+    if deployed:
+        return Evaluator(s.model, s.data, measure_deployed=deployment(name), cache=session_cache)
     return Evaluator(s.model, s.data, measure=lambda recipe: Measures(**measures(name, cache.recipe_key(recipe))),
-                     cache=session_cache if session_cache is not None else {})
+                     cache=session_cache)
 
 
 def record_point(name: str, recipe_json: str, page: str, label: str) -> None:
