@@ -248,10 +248,13 @@ def room() -> str:
 def room_scaling() -> str:
     r = load_results("bench_room")
     runs = list(r["scaling"].values())
-    lines = [[str(run["workers"]), str(run["sessions"]), *room_row("", run)[1:]] for run in runs]
+    lines = [[str(run["workers"]), str(run["sessions"]), run["uptime"].split("up")[0].strip()[:5],
+              *room_row("", run)[1:]] for run in runs]
     thirty = [f"{run['workers']} process{'es' if run['workers'] > 1 else ''}: {run['move_s']['p95']:.2f} s "
               f"({'met' if run['move_s']['p95'] <= 1.0 else 'not met'})" for run in runs if run["sessions"] == 30]
-    return rows(["processes", "sessions", *ROOM_HEADER], lines) + "\n" + prose(
+    return rows(["processes", "sessions", "measured (UTC)", *ROOM_HEADER], lines) + "\n" + prose(
+        "Rows measured at different times measure the code of that time: each row is rerun by its command (the row "
+        "keeps the last run). "
         f"Move p95 with 30 sessions against the 1 s target: {'; '.join(thirty)}. With 100 sessions a move every ~3 s "
         "asks for more script runs per second than two cores give (each run is Python under one process's GIL), so "
         "moves queue whatever the number of processes. RSS is the sum over the processes: each holds its own models "
