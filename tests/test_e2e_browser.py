@@ -93,6 +93,9 @@ def test_deep_link_pick_model_move_slider(server: str, browser_page: Page) -> No
         expect(accuracy).to_be_visible(timeout=FIRST_RENDER_MS)
         expect(page.get_by_role("heading", name="Pruning", level=1)).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
+        menu = page.get_by_test_id("stSidebarNav")  # app.py's menu, even on a fresh server's first (deep) link
+        expect(menu).to_contain_text("Overview")
+        expect(menu).not_to_contain_text("app")  # not the pages/ folder's menu, which lists app.py as "app"
 
         sidebar = page.get_by_test_id("stSidebar")
         picker = sidebar.get_by_role("combobox", name="Model")

@@ -36,6 +36,7 @@ from typing import Any
 
 import streamlit as st
 import torch
+from streamlit.runtime.pages_manager import PagesManager
 
 from compressor import list_samples
 from ui import janitor, server_tuning
@@ -56,6 +57,13 @@ BROWSER = "_browser_key"  # this session's browser_key(), read once
 
 _MISSING = object()
 server_tuning.apply()  # switch interval and malloc arenas for a server of many short script threads
+# app.py lists the pages with st.navigation; the pages/ folder only holds their files. Streamlit decides between that
+# and its older folder-based menu when a server starts, by whether pages/ exists, and switches only once app.py has
+# run: a fresh server whose first visitor follows a deep link (/Pruning) would otherwise never run app.py and show
+# the folder's menu ("app", no icons) to everyone. Every page imports this module, so from its first run on app.py
+# routes every session; that first run itself reruns once, through app.py (`model_picker`).
+_rerun_through_app = PagesManager.uses_pages_directory is True
+PagesManager.uses_pages_directory = False
 
 
 # ---------------------------------------------------------------- the session file
@@ -362,6 +370,10 @@ def model_picker() -> str:
     Also sets torch to one intra-op thread for this run: Streamlit runs each rerun in a fresh thread and the
     setting is per thread; the models are tiny and thirty sessions share two cores.
     """
+    global _rerun_through_app
+    if _rerun_through_app:  # this process's first run came through the folder's menu: once more, through app.py
+        _rerun_through_app = False
+        st.rerun()
     torch.set_num_threads(1)
     session_id = start()
     samples = {**list_samples(), **own_models(session_id)}  # the samples, then this session's own models only
