@@ -10,24 +10,67 @@ Applied once, when the first page imports ui.session; each can be overridden by 
   freed in them to the system, so a server whose reruns run in ever new threads keeps growing after a room has
   left (benchmarks/bench_room.py measures it). Two arenas (`CLAB_MALLOC_ARENAS`, or glibc's own MALLOC_ARENA_MAX
   when set) keep freed memory reusable; the threads mostly wait on the GIL anyway. Skipped where libc is not glibc.
+- Giving freed memory back. Even so, glibc returns freed heap memory to the system only from the top of a heap, so
+  what a room's reruns freed below it stays resident. One daemon thread calls glibc's `malloc_trim(0)` every
+  `TRIM_S` seconds (`CLAB_TRIM_S`, 0: never), which returns every free page (a few milliseconds; ctypes releases the
+  GIL meanwhile).
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 
-SWITCH_INTERVAL_S = float(os.environ.get("CLAB_SWITCH_INTERVAL_S", "0.001"))
-MALLOC_ARENAS = int(os.environ.get("CLAB_MALLOC_ARENAS", "2"))
+
+
+def _setting(name: str, default: float, low: float, high: float) -> float:
+    """The environment variable `name` as a number in [low, high] (`default` when unset); one clear line if not."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also NaN
+        raise ValueError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
+    return value
+
+
+SWITCH_INTERVAL_S = _setting("CLAB_SWITCH_INTERVAL_S", 0.001, 1e-4, 0.1)
+MALLOC_ARENAS = int(_setting("CLAB_MALLOC_ARENAS", 2, 0, 64))  # 0: glibc's own default
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+TRIM_S = _setting("CLAB_TRIM_S", 30.0, 0, 3600)  # 0: never
+_trimmer: threading.Thread | None = None
 
 
 def apply() -> None:
-    """Set the switch interval and, on glibc, the arena limit (unless MALLOC_ARENA_MAX already set it)."""
+    """Set the switch interval and, on glibc, the arena limit (unless MALLOC_ARENA_MAX already set it) and start
+    giving freed memory back."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    if "MALLOC_ARENA_MAX" in os.environ or MALLOC_ARENAS <= 0:
-        return
     try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):  # not glibc
-        pass
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    if "MALLOC_ARENA_MAX" not in os.environ and MALLOC_ARENAS > 0 and hasattr(libc, "mallopt"):
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    if TRIM_S > 0 and hasattr(libc, "malloc_trim"):
+        _start_trimming(libc.malloc_trim)
+
+
+def _start_trimming(malloc_trim: Callable[[int], int]) -> None:
+    """One daemon thread per process that gives freed memory back every TRIM_S seconds."""
+    global _trimmer
+    if _trimmer is not None:
+        return
+
+    def trim_forever() -> None:
+        while True:
+            time.sleep(TRIM_S)
+            malloc_trim(0)
+
+    _trimmer = threading.Thread(target=trim_forever, name="malloc-trim", daemon=True)
+    _trimmer.start()
