@@ -11,7 +11,7 @@ from compressor.units import format_bytes
 from compressor.workers import complete_count
 from ui import cache, policy_cache
 from ui.display import user_errors
-from ui.session import model_picker
+from ui.session import model_picker, widget_label
 
 PAGE = "Search"
 BITS = (FP32, DEPLOYED_INT8, 8, 6, 5, 4, 3, 2, 1)  # DEPLOYED_INT8 only where the model deploys (int8_deployable)
@@ -51,7 +51,7 @@ bits = c2.multiselect("Bit widths", [b for b in BITS if deployable or b != DEPLO
                            "(mixed precision: the other layers stay fp32 there), measured deployed.")
 use_rank = c3.toggle("Low-rank genes", False, key="search_use_rank", help="Rank ratio per layer; 1.0 keeps it whole.")
 ranks = c3.slider("Rank ratio range", 0.05, 1.0, (0.25, 1.0), 0.05, key="search_ranks", disabled=not use_rank)
-share = c3.toggle("One gene per attention block", attention, key=f"search_share_{name}", disabled=not attention,
+share = c3.toggle("One gene per attention block", attention, key=f"search_share_{widget_label(name)}", disabled=not attention,
                   help="A block's query, key, value and output projections share one gene (CLI: --share attention): "
                        "half the genes for a small budget." if attention else "The model has no attention blocks.")
 max_drop = c4.number_input("Max quality drop (points, 0 = none)", 0.0, 50.0, 2.0, 0.5, key="search_max_drop",
