@@ -64,6 +64,8 @@ async def open_tab(url: str, session_id: str):
         fwd = ForwardMsg()
         fwd.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
         if fwd.WhichOneof("type") == "script_finished":
+            if fwd.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:  # a fresh server's first run reruns
+                continue  # through app.py (ui/session.py); the browser, too, waits for the run that follows
             assert fwd.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
             return ws
 
