@@ -5,7 +5,7 @@ from compressor import Recipe
 from compressor.figures.overview import layer_share
 from ui import cache, figure_cache, uploads
 from ui.display import format_bytes, latency_caption
-from ui.session import display_name, model_picker
+from ui.session import PAGES, display_name, model_picker
 
 st.set_page_config(page_title="Compression Lab", page_icon="🗜️", layout="wide")
 name = model_picker()
@@ -53,27 +53,32 @@ st.dataframe(
 )
 
 st.header("A tour of the techniques")
-tour = [
-    ("pages/1_Pruning.py", "✂️ Pruning", "Set the least important weights to zero (unstructured), or remove whole "
-     "neurons and channels (structured). Zeros shrink the file; only removed channels make the model faster."),
-    ("pages/2_Quantization.py", "🔢 Quantization", "Store each weight in fewer bits: 32 → 8 → 4 → 2. Uniform grids or "
-     "k-means shared values (Deep Compression)."),
-    ("pages/3_Low-rank.py", "🧮 Low-rank", "Replace a weight matrix by the product of two thin ones (truncated SVD). "
-     "Fewer parameters and fewer MACs, at the price of the discarded singular values."),
-    ("pages/4_Pipeline.py", "🧪 Pipeline", "Stack steps into a recipe — prune, then quantize — and see the size after "
-     "each stage."),
-    ("pages/5_Trade-offs.py", "📈 Trade-offs", "Every configuration you tried, as points: accuracy vs size vs latency, "
-     "with the Pareto front."),
-    ("pages/6_Export.py", "📦 Export", "Download the compressed file, its recipe and its report."),
-    ("pages/7_Distillation.py", "🎓 Distillation", "Train a small student to imitate the model (knowledge "
-     "distillation) and compare it with the same student trained on the labels alone."),
-    ("pages/8_Sensitivity.py", "🩺 Sensitivity", "Compress one layer at a time to see which layers can take it, then let "
-     "a greedy rule give each layer the most its sensitivity allows."),
-    ("pages/9_Search.py", "🧬 Search", "An evolutionary search (NSGA-II) over per-layer policies finds the best "
-     "trade-offs between accuracy, size and computation for you."),
-]
+TOUR = {  # what each page teaches; its label and icon come from the page menu (ui.session.PAGES)
+    "pages/1_Pruning.py": (
+        "Set the least important weights to zero (unstructured), or remove whole neurons and channels "
+        "(structured). Zeros shrink the file; only removed channels make the model faster."),
+    "pages/2_Quantization.py": (
+        "Store each weight in fewer bits: 32 → 8 → 4 → 2. Uniform grids or k-means shared values (Deep "
+        "Compression)."),
+    "pages/3_Low-rank.py": (
+        "Replace a weight matrix by the product of two thin ones (truncated SVD). Fewer parameters and "
+        "fewer MACs, at the price of the discarded singular values."),
+    "pages/4_Pipeline.py": "Stack steps into a recipe — prune, then quantize — and see the size after each stage.",
+    "pages/5_Trade-offs.py": (
+        "Every configuration you tried, as points: accuracy vs size vs latency, with the Pareto front."),
+    "pages/6_Export.py": "Download the compressed file, its recipe and its report.",
+    "pages/7_Distillation.py": (
+        "Train a small student to imitate the model (knowledge distillation) and compare it with the same"
+        " student trained on the labels alone."),
+    "pages/8_Sensitivity.py": (
+        "Compress one layer at a time to see which layers can take it, then let a greedy rule give each "
+        "layer the most its sensitivity allows."),
+    "pages/9_Search.py": (
+        "An evolutionary search (NSGA-II) over per-layer policies finds the best trade-offs between "
+        "accuracy, size and computation for you."),
+}
 cols = st.columns(3)
-for i, (page, label, text) in enumerate(tour):
+for i, (page, label, icon) in enumerate(p for p in PAGES if p[0] in TOUR):
     with cols[i % 3].container(border=True):
-        st.page_link(page, label=label)
-        st.caption(text)
+        st.page_link(page, label=f"{icon} {label}")
+        st.caption(TOUR[page])

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 
 
-
 def _setting(name: str, default: float, low: float, high: float) -> float:
     """The environment variable `name` as a number in [low, high] (`default` when unset); one clear line if not."""
     raw = os.environ.get(name)

@@ -56,7 +56,7 @@ XSRF_COOKIE = "_streamlit_xsrf"  # Streamlit sets it on every page load (server.
 BROWSER = "_browser_key"  # this session's browser_key(), read once
 
 _MISSING = object()
-server_tuning.apply()  # switch interval and malloc arenas for a server of many short script threads
+server_tuning.apply()  # switch interval, malloc arenas and trimming for a server of many short script threads
 # app.py lists the pages with st.navigation; the pages/ folder only holds their files. Streamlit decides between that
 # and its older folder-based menu when a server starts, by whether pages/ exists, and switches only once app.py has
 # run: a fresh server whose first visitor follows a deep link (/Pruning) would otherwise never run app.py and show
