@@ -38,8 +38,7 @@ def streamlit_server(start_timeout_s: float = 60) -> Iterator[tuple[str, subproc
     log = tempfile.NamedTemporaryFile(prefix="streamlit_", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "localhost", "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
+         "localhost", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://localhost:{port}"

@@ -115,6 +115,5 @@ if __name__ == "__main__":
         install_memory()
     else:
         install(Path(sys.argv[1]))
-    sys.argv = ["streamlit", "run", str(REPO / "app.py"), "--server.headless", "true", "--server.fileWatcherType",
-                "none", "--browser.gatherUsageStats", "false", *sys.argv[2:]]
+    sys.argv = ["streamlit", "run", str(REPO / "app.py"), "--server.headless", "true", "--browser.gatherUsageStats", "false", *sys.argv[2:]]
     sys.exit(cli.main())

@@ -54,7 +54,7 @@ UPSTREAM=""
 for i in $(seq 1 "$WORKERS"); do
   port="$(free_port)"
   CLAB_SHARED_CACHE="$CACHE_DIR" STREAMLIT_SERVER_COOKIE_SECRET="$SECRET" python -m streamlit run app.py --server.port "$port" --server.address 127.0.0.1 \
-    --server.headless true --server.fileWatcherType none --browser.gatherUsageStats false \
+    --server.headless true --browser.gatherUsageStats false \
     >"$RUN/worker-$i.log" 2>&1 &
   PIDS+=("$!")
   UPSTREAM+="    server 127.0.0.1:$port max_fails=0;"$'\n'

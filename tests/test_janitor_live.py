@@ -26,7 +26,7 @@ GRACE_S, BEAT_S = 4.0, 0.5
 SERVER = (  # streamlit run app.py, in a process whose janitor has a 4-second grace period
     "import sys; import ui.janitor as janitor; janitor.GRACE_S, janitor.BEAT_S = {grace}, {beat}; "
     "from streamlit.web.cli import main; sys.argv = ['streamlit', 'run', 'app.py', '--server.port', '{port}', "
-    "'--server.address', 'localhost', '--server.headless', 'true', '--server.fileWatcherType', 'none', "
+    "'--server.address', 'localhost', '--server.headless', 'true', "
     "'--browser.gatherUsageStats', 'false']; main()"
 )
 
