@@ -14,10 +14,16 @@ Applied once, when the first page imports ui.session; each can be overridden by 
   what a room's reruns freed below it stays resident. One daemon thread calls glibc's `malloc_trim(0)` every
   `TRIM_S` seconds (`CLAB_TRIM_S`, 0: never), which returns every free page (a few milliseconds; ctypes releases the
   GIL meanwhile).
+- The cyclic garbage collector. A full collection walks every object the process tracks: with torch, Plotly,
+  Streamlit and the core imported, some 400,000 of them, 70–250 ms with the GIL held, while every session waits.
+  Allocation-heavy reruns set one off every few seconds. Those objects live as long as the process, so one
+  collection at start-up, then `gc.freeze()`, moves them to the permanent generation that collections skip; what
+  reruns create is collected as before.
 """
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import sys
 import threading
@@ -44,12 +50,14 @@ MALLOC_ARENAS = int(_setting("CLAB_MALLOC_ARENAS", 2, 0, 64))  # 0: glibc's own 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 TRIM_S = _setting("CLAB_TRIM_S", 30.0, 0, 3600)  # 0: never
 _trimmer: threading.Thread | None = None
+_frozen = False
 
 
 def apply() -> None:
     """Set the switch interval and, on glibc, the arena limit (unless MALLOC_ARENA_MAX already set it) and start
-    giving freed memory back."""
+    giving freed memory back; freeze what the imports made (once per process)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    _freeze_imports()
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc
@@ -58,6 +66,16 @@ def apply() -> None:
         libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
     if TRIM_S > 0 and hasattr(libc, "malloc_trim"):
         _start_trimming(libc.malloc_trim)
+
+
+def _freeze_imports() -> None:
+    """Collect once, then leave every object alive now (the imported modules, mostly) out of later collections."""
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
+    gc.collect()
+    gc.freeze()
 
 
 def _start_trimming(malloc_trim: Callable[[int], int]) -> None:
