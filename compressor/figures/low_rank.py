@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from compressor.figures.style import BASELINE, COMPRESSED, SERIES, styled
+from compressor.figures.style import BASELINE, COMPRESSED, SERIES, drawn, styled
 from compressor.low_rank import energy_kept
 
 
@@ -66,42 +66,42 @@ def singular_value_spectra(spectra: Mapping[str, np.ndarray], ranks: Mapping[str
 
 
 def _spectra_plot(info: Sequence[LayerSpectrum]) -> go.Figure:
-    fig = go.Figure()
+    traces = []
     for i, layer in enumerate(info):
         colour = SERIES[i % len(SERIES)]
         k, r = len(layer.sigmas), layer.rank
         index = np.arange(1, k + 1)
-        sigmas = np.where(_drawn(layer.sigmas), layer.sigmas, np.nan)
+        sigmas = np.where(_shown(layer.sigmas), layer.sigmas, np.nan)
         kept_energy = np.cumsum(layer.sigmas**2) / max(float(np.sum(layer.sigmas**2)), np.finfo(float).tiny)
         hover = "σ<sub>%{x}</sub> = %{y:.3g}<br>energy kept up to here: %{customdata:.1%}<extra>" + layer.name + "</extra>"
-        fig.add_trace(go.Scatter(
-            x=index[:r], y=sigmas[:r], customdata=kept_energy[:r], mode="lines+markers", line={"color": colour},
-            name=f"{layer.name}: r = {r} of {k}, energy kept {layer.energy:.1%}", legendgroup=layer.name,
-            hovertemplate=hover,
-        ))
+        traces.append({
+            "type": "scatter", "x": index[:r], "y": sigmas[:r], "customdata": kept_energy[:r], "mode": "lines+markers",
+            "line": {"color": colour}, "name": f"{layer.name}: r = {r} of {k}, energy kept {layer.energy:.1%}",
+            "legendgroup": layer.name, "hovertemplate": hover,
+        })
         if r < k:  # the dropped tail, joined to the last kept value
-            fig.add_trace(go.Scatter(
-                x=index[r - 1:], y=sigmas[r - 1:], customdata=kept_energy[r - 1:], mode="lines+markers",
-                line={"color": colour, "dash": "dot"}, marker={"symbol": "circle-open"}, opacity=0.6,
-                name=f"{layer.name}: dropped", legendgroup=layer.name, showlegend=False, hovertemplate=hover,
-            ))
-        fig.add_trace(go.Scatter(
-            x=[r], y=[sigmas[r - 1]], mode="markers", marker={"color": colour, "size": 16, "symbol": "line-ns-open",
-                                                              "line": {"width": 3, "color": colour}},
-            name=f"{layer.name}: cut", legendgroup=layer.name, showlegend=False,
-            hovertemplate=f"cut after σ<sub>{r}</sub><br>energy kept {layer.energy:.1%}<extra>{layer.name}</extra>",
-        ))
+            traces.append({
+                "type": "scatter", "x": index[r - 1:], "y": sigmas[r - 1:], "customdata": kept_energy[r - 1:],
+                "mode": "lines+markers", "line": {"color": colour, "dash": "dot"}, "marker": {"symbol": "circle-open"},
+                "opacity": 0.6, "name": f"{layer.name}: dropped", "legendgroup": layer.name, "showlegend": False,
+                "hovertemplate": hover,
+            })
+        traces.append({
+            "type": "scatter", "x": [r], "y": [sigmas[r - 1]], "mode": "markers",
+            "marker": {"color": colour, "size": 16, "symbol": "line-ns-open", "line": {"width": 3, "color": colour}},
+            "name": f"{layer.name}: cut", "legendgroup": layer.name, "showlegend": False,
+            "hovertemplate": f"cut after σ<sub>{r}</sub><br>energy kept {layer.energy:.1%}<extra>{layer.name}</extra>",
+        })
     legend_rows = 22 * len(info)  # the legend goes below the plot, one row per layer: it covers no data
-    fig = styled(fig, "Singular values per layer, cut at the kept rank", "index i", "σᵢ (log scale)",
-                 height=420 + legend_rows)
-    fig.update_yaxes(type="log", range=_log_range(info))
-    fig.update_layout(legend={"orientation": "v", "yanchor": "top", "y": -0.2,  # under the x title (plot: 300 px)
-                              "xanchor": "left", "x": 0.0},
-                      margin={"t": 50, "b": 70 + legend_rows})
-    return fig
+    log_range = _log_range(info)
+    return drawn(traces, "Singular values per layer, cut at the kept rank", "index i", "σᵢ (log scale)",
+                 height=420 + legend_rows, yaxis={"type": "log", **({"range": log_range} if log_range else {})},
+                 legend={"orientation": "v", "yanchor": "top", "y": -0.2,  # under the x title (plot: 300 px)
+                         "xanchor": "left", "x": 0.0},
+                 margin={"t": 50, "b": 70 + legend_rows})
 
 
-def _drawn(sigmas: np.ndarray) -> np.ndarray:
+def _shown(sigmas: np.ndarray) -> np.ndarray:
     """Which singular values the log axis shows: positive and above numerical zero."""
     return sigmas > NUMERICALLY_ZERO * (sigmas.max() if sigmas.size else 0.0)
 
@@ -111,10 +111,10 @@ def _log_range(info: Sequence[LayerSpectrum]) -> list[float] | None:
 
     Numerically zero directions (σ ~ 1e-15) are gaps, so they do not squash every spectrum into the top.
     """
-    drawn = np.concatenate([layer.sigmas[_drawn(layer.sigmas)] for layer in info] or [np.zeros(0)])
-    if drawn.size == 0:
+    shown = np.concatenate([layer.sigmas[_shown(layer.sigmas)] for layer in info] or [np.zeros(0)])
+    if shown.size == 0:
         return None
-    low, top = np.log10(drawn.min()), np.log10(drawn.max())
+    low, top = np.log10(shown.min()), np.log10(shown.max())
     pad = max(0.05 * (top - low), 0.1)
     return [low - pad, top + pad]
 

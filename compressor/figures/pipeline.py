@@ -12,7 +12,7 @@ from typing import NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from compressor.figures.style import ACCENT, BASELINE, COMPRESSED, FRONT, styled
+from compressor.figures.style import ACCENT, BASELINE, COMPRESSED, FRONT, drawn
 from compressor.units import format_bytes
 
 
@@ -55,28 +55,27 @@ def size_waterfall(stages: pd.DataFrame) -> go.Figure:
         x.append("final file")
         y.append(0)  # ignored for a total bar: plotly draws the running sum
         text.append(format_bytes(info[-1].bytes))
-    fig = go.Figure(go.Waterfall(
-        x=x, y=y, measure=measure, text=text, textposition="outside",
-        decreasing={"marker": {"color": FRONT}}, increasing={"marker": {"color": COMPRESSED}},
-        totals={"marker": {"color": ACCENT}}, connector={"line": {"color": BASELINE, "dash": "dot"}},
-        hovertemplate="%{x}<br>%{text}<extra></extra>",
-    ))
-    fig.update_yaxes(rangemode="tozero", separatethousands=True)
-    fig.update_layout(showlegend=False)
-    return styled(fig, "Size after each stage", None, "bytes")
+    waterfall = {
+        "type": "waterfall", "x": x, "y": y, "measure": measure, "text": text, "textposition": "outside",
+        "decreasing": {"marker": {"color": FRONT}}, "increasing": {"marker": {"color": COMPRESSED}},
+        "totals": {"marker": {"color": ACCENT}}, "connector": {"line": {"color": BASELINE, "dash": "dot"}},
+        "hovertemplate": "%{x}<br>%{text}<extra></extra>",
+    }
+    return drawn([waterfall], "Size after each stage", None, "bytes", showlegend=False,
+                 yaxis={"rangemode": "tozero", "separatethousands": True})
 
 
 def stage_accuracy(stages: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
     """Accuracy after each stage, with the uncompressed model's as a dashed line."""
     info = stage_info(stages)
-    fig = go.Figure(go.Scatter(
-        x=[s.label for s in info], y=[s.accuracy for s in info], mode="lines+markers+text",
-        text=[f"{s.accuracy:.1%}" for s in info], textposition="top center",
-        line={"color": COMPRESSED}, marker={"size": 10}, name=metric,
-        hovertemplate=f"%{{x}}<br>{metric} %{{y:.1%}}<extra></extra>",
-    ))
-    fig.add_hline(y=info[0].accuracy, line={"color": BASELINE, "dash": "dash", "width": 1})
+    line = {
+        "type": "scatter", "x": [s.label for s in info], "y": [s.accuracy for s in info], "mode": "lines+markers+text",
+        "text": [f"{s.accuracy:.1%}" for s in info], "textposition": "top center",
+        "line": {"color": COMPRESSED}, "marker": {"size": 10}, "name": metric,
+        "hovertemplate": f"%{{x}}<br>{metric} %{{y:.1%}}<extra></extra>",
+    }
+    baseline = {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": info[0].accuracy,
+                "y1": info[0].accuracy, "line": {"color": BASELINE, "dash": "dash", "width": 1}}  # what add_hline draws
     low = min(s.accuracy for s in info)
-    fig.update_yaxes(tickformat=".0%", range=[max(0.0, low - 0.1), 1.04])
-    fig.update_layout(showlegend=False)
-    return styled(fig, f"{metric.capitalize()} after each stage", None, metric)
+    return drawn([line], f"{metric.capitalize()} after each stage", None, metric, showlegend=False, shapes=[baseline],
+                 yaxis={"tickformat": ".0%", "range": [max(0.0, low - 0.1), 1.04]})

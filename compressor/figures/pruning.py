@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from compressor.figures.style import ACCENT, BASELINE, COMPRESSED, SERIES, styled
+from compressor.figures.style import ACCENT, BASELINE, COMPRESSED, SERIES, drawn, styled
 
 KEPT, ZEROED, REMOVED_ROW, REMOVED_COLUMN = 0, 1, 2, 3  # cell states of a mask heatmap
 CELL_NAMES = {
@@ -65,15 +65,14 @@ def layer_removal_info(before: Sequence[Mapping[str, Any]], after: Sequence[Mapp
 def layer_removal(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> go.Figure:
     """Stacked bars per layer: the share of its parameters zeroed and the share removed with their channels."""
     info = layer_removal_info(before, after)
-    fig = go.Figure([
-        go.Bar(name="zeroed (still computed)", x=info.names, y=info.zeroed, marker_color=BASELINE,
-               text=[f"{z:.0%}" if z else "" for z in info.zeroed], textposition="inside"),
-        go.Bar(name="removed (layer shrank)", x=info.names, y=info.removed, marker_color=COMPRESSED,
-               text=[f"{r:.0%}" if r else "" for r in info.removed], textposition="inside"),
-    ])
-    fig.update_layout(barmode="stack")
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return styled(fig, "Share of each layer's parameters pruned", "layer", "of the layer's parameters")
+    bars = [
+        {"type": "bar", "name": "zeroed (still computed)", "x": info.names, "y": info.zeroed, "marker": {"color": BASELINE},
+         "text": [f"{z:.0%}" if z else "" for z in info.zeroed], "textposition": "inside"},
+        {"type": "bar", "name": "removed (layer shrank)", "x": info.names, "y": info.removed, "marker": {"color": COMPRESSED},
+         "text": [f"{r:.0%}" if r else "" for r in info.removed], "textposition": "inside"},
+    ]
+    return drawn(bars, "Share of each layer's parameters pruned", "layer", "of the layer's parameters",
+                 barmode="stack", yaxis={"range": [0, 1], "tickformat": ".0%"})
 
 
 def layer_changes(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -117,20 +116,17 @@ def weight_histogram_info(before: np.ndarray, after: np.ndarray, bins: int | Non
 def weight_histogram(before: np.ndarray, after: np.ndarray, layer: str, bins: int | None = None) -> go.Figure:
     """One layer's weight distribution before and after pruning (log counts: the pruned zeros tower over the rest)."""
     info = weight_histogram_info(before, after, bins)
-    traces = [
-        go.Bar(name=f"before ({int(info.before.sum()):,})", x=info.centers, y=info.before, width=info.width,
-               marker_color=BASELINE, opacity=0.55),
-        go.Bar(name=f"after, non-zero ({int(info.after.sum()):,})", x=info.centers, y=info.after, width=info.width,
-               marker_color=ACCENT, opacity=0.8),
+    bars = [
+        {"type": "bar", "name": f"before ({int(info.before.sum()):,})", "x": info.centers, "y": info.before,
+         "width": info.width, "marker": {"color": BASELINE}, "opacity": 0.55},
+        {"type": "bar", "name": f"after, non-zero ({int(info.after.sum()):,})", "x": info.centers, "y": info.after,
+         "width": info.width, "marker": {"color": ACCENT}, "opacity": 0.8},
     ]
     if info.zeros:
-        traces.append(go.Bar(name=f"after, exactly 0 ({info.zeros:,})", x=[0.0], y=[info.zeros], width=info.width,
-                             marker_color=COMPRESSED))
-    fig = go.Figure(traces)
-    fig.update_layout(barmode="overlay", bargap=0)
-    fig.update_yaxes(type="log")
+        bars.append({"type": "bar", "name": f"after, exactly 0 ({info.zeros:,})", "x": [0.0], "y": [info.zeros],
+                     "width": info.width, "marker": {"color": COMPRESSED}})
     title = f"Weights of {layer}" + (f" — {info.removed:,} removed with their channels" if info.removed else "")
-    return styled(fig, title, "weight value", "count (log)")
+    return drawn(bars, title, "weight value", "count (log)", barmode="overlay", bargap=0, yaxis={"type": "log"})
 
 
 # ---------------------------------------------------------------- mask heatmap
@@ -187,17 +183,17 @@ def mask_heatmap(before: np.ndarray, after: np.ndarray, layer: str) -> go.Figure
     index = np.searchsorted(states, info.cells)  # consecutive 0..len(states)-1 for a discrete colour scale
     n = len(states)
     scale = [item for i, state in enumerate(states) for item in ((i / n, CELL_COLOURS[state]), ((i + 1) / n, CELL_COLOURS[state]))]
-    fig = go.Figure(go.Heatmap(
-        z=index.astype(np.int8), zmin=-0.5, zmax=n - 0.5, colorscale=scale,
-        hovertemplate="output %{y}, input %{x}<extra></extra>",  # the colour says the state (per-cell labels are slow)
-        colorbar={"tickvals": list(range(n)), "ticktext": [CELL_NAMES[s] for s in states], "thickness": 14},
-    ))
-    fig.update_yaxes(autorange="reversed")
+    heatmap = {
+        "type": "heatmap", "z": index.astype(np.int8), "zmin": -0.5, "zmax": n - 0.5, "colorscale": scale,
+        "hovertemplate": "output %{y}, input %{x}<extra></extra>",  # the colour says the state (per-cell labels are slow)
+        "colorbar": {"tickvals": list(range(n)), "ticktext": [CELL_NAMES[s] for s in states], "thickness": 14},
+    }
     kept = int((info.cells == KEPT).sum())
     title = f"Mask of {layer}: {kept:,} of {info.cells.size:,} weights kept"
     if info.kept_rows is None and before.shape != after.shape:
         title = f"{layer}: shrank from {as_matrix(before).shape} to {as_matrix(after).shape} (positions unknown)"
-    return styled(fig, title, "input (in · k · k)" if np.ndim(before) > 2 else "input", "output channel")
+    return drawn([heatmap], title, "input (in · k · k)" if np.ndim(before) > 2 else "input", "output channel",
+                 yaxis={"autorange": "reversed"})
 
 
 # ---------------------------------------------------------------- sweep

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from compressor.figures.pruning import histogram_bins
-from compressor.figures.style import ACCENT, BASELINE, COMPRESSED, styled
+from compressor.figures.style import ACCENT, BASELINE, COMPRESSED, drawn, styled
 
 DB_PER_BIT = 20 * math.log10(2)  # ≈ 6.02 dB: one more bit halves a uniform grid's step
 
@@ -45,14 +45,13 @@ def levels_histogram(weights: np.ndarray, levels: np.ndarray, title: str, bins: 
     top = float(info.counts.max()) * 1.05 if info.counts.size else 1.0
     xs = [v for level in info.levels for v in (level, level, None)]  # one trace, segments split by None
     ys = [v for _ in info.levels for v in (0.0, top, None)]
-    fig = go.Figure([
-        go.Bar(name="original weights", x=info.centers, y=info.counts, width=info.width, marker_color=BASELINE,
-               opacity=0.6, hovertemplate="%{x:.3f}: %{y} weights<extra></extra>"),
-        go.Scatter(name=f"{len(info.levels)} levels", x=xs, y=ys, mode="lines", hoverinfo="x",
-                   line={"color": COMPRESSED, "width": 1.5 if len(info.levels) <= 32 else 0.6}),
-    ])
-    fig.update_layout(bargap=0)
-    return styled(fig, title, "weight value", "count")
+    traces = [
+        {"type": "bar", "name": "original weights", "x": info.centers, "y": info.counts, "width": info.width,
+         "marker": {"color": BASELINE}, "opacity": 0.6, "hovertemplate": "%{x:.3f}: %{y} weights<extra></extra>"},
+        {"type": "scatter", "name": f"{len(info.levels)} levels", "x": xs, "y": ys, "mode": "lines", "hoverinfo": "x",
+         "line": {"color": COMPRESSED, "width": 1.5 if len(info.levels) <= 32 else 0.6}},
+    ]
+    return drawn(traces, title, "weight value", "count", bargap=0)
 
 
 # ---------------------------------------------------------------- error per layer
@@ -80,9 +79,9 @@ def layer_error_info(errors: Mapping[str, float]) -> LayerError:
 def layer_error(errors: Mapping[str, float]) -> go.Figure:
     """Signal-to-quantization-noise ratio of each layer: higher is better, each extra uniform bit adds ≈ 6 dB."""
     info = layer_error_info(errors)
-    fig = go.Figure(go.Bar(x=info.names, y=info.heights, text=info.labels, textposition="outside", marker_color=ACCENT,
-                           cliponaxis=False, hovertemplate="%{x}: %{text}<extra></extra>"))
-    return styled(fig, f"Error per layer: SQNR (+{DB_PER_BIT:.1f} dB per bit)", "layer", "SQNR (dB), higher is better")
+    bars = {"type": "bar", "x": info.names, "y": info.heights, "text": info.labels, "textposition": "outside",
+            "marker": {"color": ACCENT}, "cliponaxis": False, "hovertemplate": "%{x}: %{text}<extra></extra>"}
+    return drawn([bars], f"Error per layer: SQNR (+{DB_PER_BIT:.1f} dB per bit)", "layer", "SQNR (dB), higher is better")
 
 
 # ---------------------------------------------------------------- what each bit buys
