@@ -249,7 +249,8 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
     await asyncio.sleep(arrive_s)
     me = Attendee(url, scenario, seed, tour)
     out = {"scenario": str(scenario), "render_s": None, "moves_s": [], "first_moves_s": [], "polls_s": [],
-           "deployed_after_s": [], "errors": [], "exceptions": [], "failure": None, "size_changed": 0}
+           "deployed_after_s": [], "errors": [], "exceptions": [], "failure": None, "size_changed": 0,
+           "moves": []}  # (sent at, seconds, first) per move: when the slow ones happened
     try:
         await me.connect()
         run = await me.run()
@@ -288,6 +289,7 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
             out["moves_s"].append(moved.seconds)
             if fresh:
                 out["first_moves_s"].append(moved.seconds)
+            out["moves"].append((sent, moved.seconds, fresh))
             moved_at = None if deployed_shown(moved.metrics) else sent
             if moved_at is None:
                 out["deployed_after_s"].append(moved.seconds)
@@ -305,6 +307,14 @@ async def attend(url: str, scenario: Scenario, seed: int, moves: int, think_s: f
 def _collect(out: dict, run: Run) -> None:
     out["errors"] += run.errors
     out["exceptions"] += run.exceptions
+
+
+def slowest(results: list[dict], start: float, n: int = 8) -> list[dict]:
+    """The `n` slowest moves: when they were sent (seconds after the room began), how long they took, on which
+    page, and whether the stop was new. Slow moves that bunch in time point at a stall of the whole server."""
+    moves = [(seconds, sent, r["scenario"], fresh) for r in results for sent, seconds, fresh in r["moves"]]
+    return [{"at_s": round(sent - start, 1), "s": round(seconds, 3), "scenario": scenario, "first": fresh}
+            for seconds, sent, scenario, fresh in sorted(moves, reverse=True)[:n]]
 
 
 def spread(values: list[float]) -> dict | None:
@@ -383,7 +393,7 @@ async def room(url: str, scenarios: list[Scenario], sessions: int, moves: int, t
     stop.set()
     await watcher
     memory["during_peak_mb"] = max(peak) if peak else None
-    return results, {"memory": memory, "wall_s": round(wall, 1), "run_times": log, "warm": warmed}
+    return results, {"memory": memory, "wall_s": round(wall, 1), "run_times": log, "warm": warmed, "start": start}
 
 
 def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args: argparse.Namespace) -> dict:
@@ -417,6 +427,7 @@ def summarize(results: list[dict], extra: dict, scenarios: list[Scenario], args:
         "exceptions_shown": sum(len(r["exceptions"]) for r in results),
         "examples": sorted({e for r in results for e in r["errors"] + r["exceptions"]})[:5],
         "failed_sessions": sum(r["failure"] is not None for r in results),
+        "slowest_moves": slowest(results, extra["start"]),
         "scenarios": per_scenario,
         "wall_s": extra["wall_s"],
         "server_rss_mb": extra["memory"],
