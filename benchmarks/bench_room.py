@@ -536,11 +536,16 @@ def main() -> None:
                         help="moves of the warm-up session of each scenario before the room (1: the instructor's tour; more: "
                              "every stop in turn first, e.g. 25 for a throughput run on computed stops; first_move_s "
                              "then counts the stops left)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the room this many times (1-20), each on a fresh server; the JSON is the last run's, "
+                             "with every run's headline figures under 'repeats' (one run can be lucky)")
     parser.add_argument("--warm-only", action="store_true",
                         help="render each scenario once on --url and exit (serve.sh warms every worker with it)")
     args = parser.parse_args()
     if args.warm_moves < 1:
         parser.error(f"--warm-moves {args.warm_moves}: must be at least 1")
+    if not 1 <= args.repeat <= 20 or (args.repeat > 1 and args.url):
+        parser.error(f"--repeat {args.repeat}: expected 1 to 20, and a server of its own (no --url) for more than 1")
     scenarios = [Scenario.parse(s) for s in (args.scenario or DEFAULT_SCENARIOS)]
     if args.minilm:
         scenarios.append(Scenario.parse(MINILM_SCENARIO))
@@ -579,9 +584,24 @@ def main() -> None:
 
     if args.url:
         emit(measure(args.url, args.pid))
-    else:
+        return
+    repeats = []
+    for _ in range(args.repeat):
         with server(args.workers) as (url, pids):
-            emit(measure(url, pids))  # before the server stops: N busy workers can take a while
+            summary = measure(url, pids)  # before the server stops: N busy workers can take a while
+        repeats.append(headline(summary))
+    if args.repeat > 1:
+        summary["repeats"] = repeats
+    emit(summary)
+
+
+def headline(summary: dict) -> dict:
+    """One run in a line: what the targets and a reader look at first."""
+    return {"move_p95_s": summary["move_s"]["p95"], "move_max_s": summary["move_s"]["max"],
+            "first_move_p95_s": (summary["first_move_s"] or {}).get("p95"),
+            "first_render_p95_s": summary["first_render_s"]["p95"], "load_1m": round(os.getloadavg()[0], 2),
+            "errors": summary["errors_shown"], "exceptions": summary["exceptions_shown"],
+            "failed_sessions": summary["failed_sessions"]}
 
 
 if __name__ == "__main__":

@@ -225,7 +225,10 @@ def room() -> str:
         lines.append(room_row(f"{run['sessions']} sessions back to back on computed stops ({run['moves_per_session']} "
                               f"moves each)", run))
     room, mem = r["room"], r["memory"]["server_rss_mb"]
-    met = "met" if room["move_s"]["p95"] <= 1.0 else "not met"
+    p95s = [run["move_p95_s"] for run in room.get("repeats", [])] or [room["move_s"]["p95"]]
+    met = (f"met in {sum(p <= 1.0 for p in p95s)} of {len(p95s)} runs on fresh servers, p95 "
+           f"{', '.join(f'{p:.2f}' for p in p95s)} s (the row is the last)" if len(p95s) > 1 else
+           f"{'met' if p95s[0] <= 1.0 else 'not met'} ({p95s[0]:.2f} s)")
     grown = mem["after_mb"] / mem["before_mb"] - 1
     main = (f" The server process alone: {mem['before_main_mb']:.0f} → {mem['after_main_mb']:.0f} MB "
             f"({mem['after_main_mb'] / mem['before_main_mb'] - 1:+.1%}); the rest is its deployment child, which exits "
@@ -238,8 +241,8 @@ def room() -> str:
                  f"`{command(t)}`).")
     return rows(["one process (digits-mlp)", *ROOM_HEADER], lines) + "\n" + prose(
         f"Measured at {room['uptime'].split('up')[0].strip()} UTC and later (load average stated per row: other "
-        f"jobs shared the 2 cores, so every time is an upper bound). Target move p95 ≤ 1 s with 30 sessions: {met} "
-        f"({room['move_s']['p95']:.2f} s). Memory after 100 sessions came, worked and left ({mem['settle_s']:g} s "
+        f"jobs shared the 2 cores, so every time is an upper bound). Target move p95 ≤ 1 s with 30 sessions: {met}. "
+        f"Memory after 100 sessions came, worked and left ({mem['settle_s']:g} s "
         f"after the last one): {grown:+.1%} of before (target ≤ +10%: {'met' if grown <= 0.10 else 'not met'}); "
         f"before = after each scenario's warm-up render and move, after = once the disconnected sessions expired."
         f"{main}{speed} Commands: `{command(room)}`; `{command(r['memory'])}`.")
