@@ -102,6 +102,19 @@ def install_memory() -> None:
             lines.append(f"figures {len(modules['ui.figure_cache']._figures)} "
                          f"deployments {len(modules['ui.deploy_jobs'].jobs._results)}")
         lines.append(f"threads {threading.active_count()}")
+        try:  # what Streamlit's caches hold, by cached function (its own byte counts)
+            from collections import Counter
+            from streamlit.runtime import Runtime
+            held = Counter()
+            for family, stats in Runtime.instance().stats_mgr.get_stats().items():
+                for stat in stats:
+                    if hasattr(stat, "byte_length"):
+                        held[f"{family} {getattr(stat, 'cache_name', '')}"] += stat.byte_length
+            lines += [f"cache_mb {size / 2**20:.1f} {name}" for name, size in held.most_common(12)]
+        except Exception as err:  # noqa: BLE001 - diagnostics only
+            lines.append(f"caches ? ({err})")
+        kinds = Counter(type(o).__name__ for o in gc.get_objects())
+        lines.append("tracked objects " + ", ".join(f"{k} {n}" for k, n in kinds.most_common(12)))
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         lines.append(f"rss_mb after malloc_trim {_rss_mb():.1f}")
         with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
