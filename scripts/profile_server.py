@@ -2,7 +2,8 @@
 
 With `--memory` instead of OUT.pstats it reports memory instead: SIGUSR1 writes /tmp/clab-memory-<pid>.txt with
 resident memory, the sessions the runtime still holds, what the shared caches hold, and resident memory again after
-glibc's malloc_trim(0) (the difference is freed memory the allocator had not returned to the system). tracemalloc
+glibc's malloc_trim(0) (the difference is freed memory the allocator had not returned to the system); SIGUSR2
+empties every shared cache first and writes resident memory before and after (what stays is not the caches). tracemalloc
 was tried first: its snapshot of a heap with torch loaded took minutes and stalled the server.
 
 py-spy is not installed here, and cProfile only sees the thread it is enabled in, while Streamlit runs every
@@ -120,7 +121,26 @@ def install_memory() -> None:
         with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
             file.write("\n".join(lines) + "\n\n")
 
+    def emptied(*_) -> None:
+        """Empty every shared cache, then report: what is left above the start is not the caches."""
+        import streamlit as st
+
+        before = _rss_mb()
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        for name in ("ui.figure_cache", "ui.deploy_jobs"):
+            module = sys.modules.get(name)
+            if name == "ui.figure_cache" and module:
+                module.clear()
+            elif module:
+                module.jobs._results.clear()
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
+            file.write(f"caches emptied: rss_mb {before:.1f} -> {_rss_mb():.1f}\n\n")
+
     signal.signal(signal.SIGUSR1, report)
+    signal.signal(signal.SIGUSR2, emptied)
 
 
 if __name__ == "__main__":
