@@ -110,7 +110,7 @@ with left:
         grid = ("prune_sweep", name, cache.recipe_key(build_recipe(dataclasses.replace(step, amount=0.0))))
         curves = figure_cache.shared(grid, sweep_figure)  # the curves depend on the step but its amount; the star does
         figure = figure_cache.shared(("prune_sweep_at", name, recipe_json),
-                                     lambda: figure_cache.moved(grid, curves, "current", step.amount, report.accuracy))
+                                     lambda: figure_cache.moved(curves, "current", step.amount, report.accuracy))
         if recovery is not None:
             figure = figure_cache.private_copy(figure)
             if st.toggle(f"Add a {step.criterion} curve with recovery ({len(SWEEP_AMOUNTS)} trainings)",

@@ -102,7 +102,7 @@ with left:
         grid = ("quant_sweep", name, cache.recipe_key(build_recipe(dataclasses.replace(step, bits=int(BITS.high)))))
         curves, larger_than_next = figure_cache.shared(grid, sweep_figure)  # the step but its bits decides the grid
         figure = figure_cache.shared(("quant_sweep_at", name, recipe_json),
-                                     lambda: figure_cache.moved(grid, curves, "current", step.bits, report.accuracy))
+                                     lambda: figure_cache.moved(curves, "current", step.bits, report.accuracy))
         if recovery is not None:
             figure = figure_cache.private_copy(figure)
             if st.toggle(f"Add a QAT curve ({len(SWEEP_BITS)} trainings)", key=persistent("quant_ft_sweep", False),

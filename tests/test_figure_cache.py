@@ -57,12 +57,13 @@ def test_a_private_copy_changes_without_touching_the_shared_figure() -> None:
 
 def test_moved_puts_the_marker_at_the_new_point_and_keeps_the_curve() -> None:
     curve = figure_cache.shared(("sweep", "m"), heatmap)
-    at = figure_cache.moved(("sweep", "m"), curve, "current", 0.7, 0.9)
+    at = figure_cache.moved(curve, "current", 0.7, 0.9)
     assert (list(at.data[1].x), list(at.data[1].y)) == ([0.7], [0.9])
     assert (list(curve.data[1].x), list(curve.data[1].y)) == ([0], [0])
     assert plain_json(at)["data"][0] == plain_json(curve)["data"][0]  # the curve, as the browser gets it
 
 
-def test_other_values_are_shared_as_they_are() -> None:
+def test_a_figure_shared_with_its_facts_is_frozen_and_the_facts_kept_as_they_are() -> None:
     facts = figure_cache.shared(("sweep", "q"), lambda: (heatmap(), {"larger": [7]}))
-    assert type(facts[0]) is go.Figure and facts[1] == {"larger": [7]}
+    assert isinstance(facts[0], figure_cache.Frozen) and facts[1] == {"larger": [7]}  # its figure frozen too
+    assert facts[0].to_dict() is facts[0].to_dict()

@@ -38,7 +38,7 @@ def test_freed_memory_is_given_back_every_trim_period(monkeypatch):
 def test_objects_alive_at_start_up_are_left_out_of_later_collections(monkeypatch):
     import gc
 
-    monkeypatch.setattr(server_tuning, "_frozen", False)
+    monkeypatch.setattr(server_tuning, "_imports_frozen", False)
     alive = [[] for _ in range(1000)]  # tracked containers alive "at start-up"
     gc.unfreeze()
     try:

@@ -46,10 +46,12 @@ class Frozen(go.Figure):
 
 
 def _frozen(built: Built) -> Built:
-    """`built`, a figure made `Frozen` in place (copying it would validate it again: tens of milliseconds);
-    other values as they are. Only for what a build just made, which nobody else holds yet."""
-    if type(built) is go.Figure:
-        built.__class__ = Frozen
+    """`built`, its figures made `Frozen` in place (copying one would validate it again: tens of milliseconds): the
+    value itself if a figure, or the figures in a tuple of a figure and the facts its captions need; other values as
+    they are. Only for what a build just made, which nobody else holds yet."""
+    for value in built if isinstance(built, tuple) else (built,):
+        if type(value) is go.Figure:
+            value.__class__ = Frozen
     return built
 
 
@@ -69,18 +71,16 @@ def shared(key: tuple[Hashable, ...], build: Callable[[], Built]) -> Built:
     return figure
 
 
-def moved(key: tuple[Hashable, ...], figure: go.Figure, trace: str, x: float, y: float) -> go.Figure:
-    """The shared figure (`key`: the key it is shared under) with its trace named `trace` (a one-point marker, e.g.
-    "current") at (x, y).
+def moved(figure: go.Figure, trace: str, x: float, y: float) -> go.Figure:
+    """A shared figure with its trace named `trace` (a one-point marker, e.g. "current") moved to (x, y).
 
     For a curve that stays the same while a slider moves the marker along it: the curve is built (and validated)
-    once, each position is a copy of its plain data with two numbers changed, made into a figure without
-    validating again (about a millisecond, where building it anew takes tens of milliseconds and the sweep behind
-    it is looked up again). A copy: the shared figure is not changed. Share the result too (under a key that
-    names the position), so a setting seen before costs nothing.
+    once, each position is a copy of its plain data (which a `Frozen` figure keeps) with two numbers changed, made
+    into a figure without validating again (about a millisecond, where building it anew takes tens of milliseconds
+    and the sweep behind it is looked up again). A copy: the shared figure is not changed. Share the result too
+    (under a key that names the position), so a setting seen before costs nothing.
     """
-    plain = shared(("plain", *key), figure.to_dict)  # the figure's data as dicts, once per shared figure
-    data = copy.deepcopy(plain)
+    data = copy.deepcopy(figure.to_dict())
     markers = [t for t in data["data"] if t.get("name") == trace]
     if len(markers) != 1:
         raise ValueError(f"the figure has {len(markers)} traces named {trace!r}; expected one")

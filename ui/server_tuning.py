@@ -50,7 +50,7 @@ MALLOC_ARENAS = int(_setting("CLAB_MALLOC_ARENAS", 2, 0, 64))  # 0: glibc's own 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 TRIM_S = _setting("CLAB_TRIM_S", 30.0, 0, 3600)  # 0: never
 _trimmer: threading.Thread | None = None
-_frozen = False
+_imports_frozen = False
 
 
 def apply() -> None:
@@ -70,10 +70,10 @@ def apply() -> None:
 
 def _freeze_imports() -> None:
     """Collect once, then leave every object alive now (the imported modules, mostly) out of later collections."""
-    global _frozen
-    if _frozen:
+    global _imports_frozen
+    if _imports_frozen:
         return
-    _frozen = True
+    _imports_frozen = True
     gc.collect()
     gc.freeze()
 
