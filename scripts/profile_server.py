@@ -82,6 +82,26 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _malloc_summary(libc) -> str:
+    """glibc's own account (malloc_info): heap bytes it holds from the system, of which free, and bytes in mmaps."""
+    import ctypes
+    import re
+    import tempfile
+
+    libc.fopen.restype = ctypes.c_void_p  # a FILE*, not an int
+    with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+        stream = ctypes.c_void_p(libc.fopen(out.name.encode(), b"w"))
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        xml = Path(out.name).read_text()
+    whole = xml[xml.rindex("</heap>") :]  # the totals over every arena follow the last arena
+    size = {f"{kind} {what}": int(value) for what, kind, value in
+            re.findall(r'<(total|system|aspace) type="(\w+)"(?: count="\d+")? size="(\d+)"', whole)}
+    free = size.get("fast total", 0) + size.get("rest total", 0)
+    return (f"malloc_mb heap {size.get('current system', 0) / 2**20:.1f} (free in it {free / 2**20:.1f}), "
+            f"mmapped {size.get('mmap total', 0) / 2**20:.1f}")
+
+
 def install_memory() -> None:
     """A report on every SIGUSR1 (see the module docstring)."""
     import ctypes
@@ -118,6 +138,7 @@ def install_memory() -> None:
         lines.append("tracked objects " + ", ".join(f"{k} {n}" for k, n in kinds.most_common(12)))
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         lines.append(f"rss_mb after malloc_trim {_rss_mb():.1f}")
+        lines.append(_malloc_summary(ctypes.CDLL("libc.so.6")))
         with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
             file.write("\n".join(lines) + "\n\n")
 

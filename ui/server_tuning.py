@@ -15,7 +15,7 @@ Applied once, when the first page imports ui.session; each can be overridden by 
   `TRIM_S` seconds (`CLAB_TRIM_S`, 0: never), which returns every free page (a few milliseconds; ctypes releases the
   GIL meanwhile).
 - The cyclic garbage collector. A full collection walks every object the process tracks: with torch, Plotly,
-  Streamlit and the core imported, some 400,000 of them, 70–250 ms with the GIL held, while every session waits.
+  Streamlit and the core imported, some 340,000 of them, 70–250 ms with the GIL held, while every session waits.
   Allocation-heavy reruns set one off every few seconds. Those objects live as long as the process, so one
   collection at start-up, then `gc.freeze()`, moves them to the permanent generation that collections skip; what
   reruns create is collected as before.
