@@ -3,13 +3,16 @@ the newest first, bounded; a page shows the core numbers at once, the deployed o
 slow or failing deployment."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
 import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 import compressor as cz
@@ -198,14 +201,31 @@ def _outcome(child, job):
         return err
 
 
-def test_a_deployment_in_the_child_equals_one_in_this_process(child):
+@pytest.mark.parametrize("shipped", [None, "digits-mlp"], ids=["sent whole", "sample sent by name"])
+def test_a_deployment_in_the_child_equals_one_in_this_process(child, shipped):
     sample = cz.load_sample("digits-mlp")
     model = cz.compress(sample.model, [cz.Quantize(bits=8, scheme="symmetric", granularity="channel")], sample.data)
-    job = deploy_jobs.Deploy(model, sample.data, sample.model, simulated_accuracy=None, reference=None)
+    job = deploy_jobs.Deploy(model, sample.data, sample.model, simulated_accuracy=None, reference=None, sample=shipped)
     there, here = child(job), job()
     assert child.pids() and there.kernel == here.kernel and there.op_types == here.op_types
     assert there.deployed_accuracy == here.deployed_accuracy and there.deployed_bytes == here.deployed_bytes
     assert there.deployed_latency_ms > 0 and there.deployed_baseline_latency_ms > 0
+
+
+def test_a_shipped_samples_baseline_and_data_travel_as_its_name():
+    sample = cz.load_sample("digits-mlp")
+    model = cz.compress(sample.model, [cz.Prune(amount=0.5)], sample.data)
+    whole = deploy_jobs.Deploy(model, sample.data, sample.model, simulated_accuracy=0.9, reference=None)
+    named = dataclasses.replace(whole, sample="digits-mlp")
+    sent = pickle.dumps(named, protocol=pickle.HIGHEST_PROTOCOL)
+    baseline_bytes = sum(p.numel() * p.element_size() for p in sample.model.parameters())
+    assert len(pickle.dumps(whole, protocol=pickle.HIGHEST_PROTOCOL)) - len(sent) > baseline_bytes  # not sent
+    there = pickle.loads(sent)  # as the child rebuilds it: the sample loaded from the repository's files
+    assert there.baseline is not sample.model and there.sample == "digits-mlp" and there.simulated_accuracy == 0.9
+    for mine, theirs in zip(sample.model.state_dict().values(), there.baseline.state_dict().values(), strict=True):
+        assert torch.equal(mine, theirs)
+    assert torch.equal(there.data.test.X, sample.data.test.X) and torch.equal(there.data.test.y, sample.data.test.y)
+    assert torch.equal(there.model.state_dict()["fc1.weight"], model.state_dict()["fc1.weight"])  # sent as it is
 
 
 # ---------------------------------------------------------------- on the Pruning page (AppTest)

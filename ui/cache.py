@@ -103,7 +103,8 @@ def deployment_job(name: str, recipe_json: str, report: cz.Report) -> deploy_job
     """The job that deploys a recipe's model on ONNX Runtime: deployed accuracy (or fidelity) and latency, timed
     alongside the fp32 baseline. The models are resolved here, in the asking script, so the job only computes."""
     s = sample(name)
-    return deploy_jobs.Deploy(compressed(name, recipe_json), s.data, s.model, report.accuracy, reference(name))
+    shipped = None if name.startswith(OWN_PREFIX) else name  # travels to the child as its name (loaded there)
+    return deploy_jobs.Deploy(compressed(name, recipe_json), s.data, s.model, report.accuracy, reference(name), shipped)
 
 
 def deployment_status(name: str, recipe_json: str, report: cz.Report) -> deploy_jobs.Status:
