@@ -103,17 +103,25 @@ def _malloc_summary(libc) -> str:
 
 
 def install_memory() -> None:
-    """A report on every SIGUSR1 (see the module docstring)."""
+    """A report on every SIGUSR1, the caches emptied on SIGUSR2 (see the module docstring)."""
     import ctypes
     import gc
     import signal
+    from collections import Counter
+
+    from streamlit.runtime import Runtime
+
+    libc = ctypes.CDLL("libc.so.6")
+
+    def append(text: str) -> None:
+        with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
+            file.write(text + "\n\n")
 
     def report(*_) -> None:
         lines = [f"rss_mb {_rss_mb():.1f}"]
         gc.collect()
         lines.append(f"rss_mb after gc.collect {_rss_mb():.1f}")
         try:
-            from streamlit.runtime import Runtime
             manager = Runtime.instance()._session_mgr
             lines.append(f"sessions {len(manager.list_sessions())} active {len(manager.list_active_sessions())}")
         except Exception as err:  # noqa: BLE001 - diagnostics only
@@ -124,8 +132,6 @@ def install_memory() -> None:
                          f"deployments {len(modules['ui.deploy_jobs'].jobs._results)}")
         lines.append(f"threads {threading.active_count()}")
         try:  # what Streamlit's caches hold, by cached function (its own byte counts)
-            from collections import Counter
-            from streamlit.runtime import Runtime
             held = Counter()
             for family, stats in Runtime.instance().stats_mgr.get_stats().items():
                 for stat in stats:
@@ -136,11 +142,10 @@ def install_memory() -> None:
             lines.append(f"caches ? ({err})")
         kinds = Counter(type(o).__name__ for o in gc.get_objects())
         lines.append("tracked objects " + ", ".join(f"{k} {n}" for k, n in kinds.most_common(12)))
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        libc.malloc_trim(0)
         lines.append(f"rss_mb after malloc_trim {_rss_mb():.1f}")
-        lines.append(_malloc_summary(ctypes.CDLL("libc.so.6")))
-        with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
-            file.write("\n".join(lines) + "\n\n")
+        lines.append(_malloc_summary(libc))
+        append("\n".join(lines))
 
     def emptied(*_) -> None:
         """Empty every shared cache, then report: what is left above the start is not the caches."""
@@ -149,16 +154,13 @@ def install_memory() -> None:
         before = _rss_mb()
         st.cache_data.clear()
         st.cache_resource.clear()
-        for name in ("ui.figure_cache", "ui.deploy_jobs"):
-            module = sys.modules.get(name)
-            if name == "ui.figure_cache" and module:
-                module.clear()
-            elif module:
-                module.jobs._results.clear()
+        if "ui.figure_cache" in sys.modules:
+            sys.modules["ui.figure_cache"].clear()
+        if "ui.deploy_jobs" in sys.modules:
+            sys.modules["ui.deploy_jobs"].jobs.clear()
         gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        with open(f"/tmp/clab-memory-{os.getpid()}.txt", "a") as file:
-            file.write(f"caches emptied: rss_mb {before:.1f} -> {_rss_mb():.1f}\n\n")
+        libc.malloc_trim(0)
+        append(f"caches emptied: rss_mb {before:.1f} -> {_rss_mb():.1f}")
 
     signal.signal(signal.SIGUSR1, report)
     signal.signal(signal.SIGUSR2, emptied)
