@@ -599,7 +599,7 @@ def headline(summary: dict) -> dict:
     """One run in a line: what the targets and a reader look at first."""
     return {"move_p95_s": summary["move_s"]["p95"], "move_max_s": summary["move_s"]["max"],
             "first_move_p95_s": (summary["first_move_s"] or {}).get("p95"),
-            "first_render_p95_s": summary["first_render_s"]["p95"], "load_1m": round(os.getloadavg()[0], 2),
+            "first_render_p95_s": summary["first_render_s"]["p95"], "load_1m": summary["load_average_1m_5m"][0],
             "errors": summary["errors_shown"], "exceptions": summary["exceptions_shown"],
             "failed_sessions": summary["failed_sessions"]}
 
