@@ -69,7 +69,7 @@ PAGES = {
         (0.3, 0.7, 0.2, 0.4, 0.6),
     ),
     "Pipeline": SliderPage(
-        "pages/4_Pipeline.py", lambda at, v: at.slider(key="pipeline_0_amount").set_value(v),
+        "pages/4_Pipeline.py", lambda at, v: at.select_slider(key="pipeline_0_amount").set_value(v),
         (0.5, 0.7, 0.8, 0.95, 0.6),
     ),
 }
